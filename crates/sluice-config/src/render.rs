@@ -1,0 +1,119 @@
+//! The effective configuration printed back as TOML (`sluice config check`),
+//! with every default spelled out and every secret replaced by `"****"`.
+
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::model::{Config, ConfigSource, Credential};
+use crate::secret::{MASK, Secret, masked_url};
+use crate::units::{format_byte_size, format_duration};
+
+/// Written only from the validated [`Config`], never from the original text,
+/// so nothing the user typed (comments included) can carry a secret through.
+pub(crate) fn masked_toml(config: &Config) -> String {
+    let mut document = DocumentMut::new();
+
+    document["listen"] = value(config.listen.to_string());
+    document["data_dir"] = value(config.data_dir.to_string_lossy().into_owned());
+    document["client_keys"] = value(config.client_keys.iter().map(|_| MASK).collect::<Array>());
+    if let Some(admin_key) = &config.admin_key {
+        document["admin_key"] = masked(admin_key);
+    }
+
+    let mut accounts = ArrayOfTables::new();
+    for account in &config.accounts {
+        let mut table = Table::new();
+        table["name"] = value(account.name.as_str());
+        table["provider"] = value(account.provider.as_str());
+        match &account.credential {
+            Credential::ApiKey(api_key) => table["api_key"] = masked(api_key),
+            Credential::OAuth {
+                access_token,
+                refresh_token,
+                expires_at_ms,
+            } => {
+                table["access_token"] = masked(access_token);
+                if let Some(refresh_token) = refresh_token {
+                    table["refresh_token"] = masked(refresh_token);
+                }
+                if let Some(expires_at_ms) = expires_at_ms {
+                    table["expires_at"] = value(*expires_at_ms);
+                }
+            }
+        }
+        if let Some(upstream) = &account.upstream {
+            table["upstream"] = value(masked_url(upstream));
+        }
+        table["priority"] = value(i64::from(account.priority));
+        table["weight"] = value(i64::from(account.weight));
+        table["enabled"] = value(account.enabled);
+        accounts.push(table);
+    }
+    if !accounts.is_empty() {
+        document["accounts"] = Item::ArrayOfTables(accounts);
+    }
+
+    let endpoints = &config.providers.anthropic;
+    let mut anthropic = Table::new();
+    anthropic["base_url"] = value(masked_url(&endpoints.base_url));
+    anthropic["token_url"] = value(masked_url(&endpoints.token_url));
+    anthropic["usage_url"] = value(masked_url(&endpoints.usage_url));
+    anthropic["profile_url"] = value(masked_url(&endpoints.profile_url));
+    anthropic["authorize_url"] = value(masked_url(&endpoints.authorize_url));
+    anthropic["client_id"] = value(endpoints.client_id.as_str());
+    let mut providers = Table::new();
+    providers.set_implicit(true);
+    providers["anthropic"] = Item::Table(anthropic);
+    document["providers"] = Item::Table(providers);
+
+    let mut limits = Table::new();
+    limits["max_request_body"] = value(format_byte_size(config.limits.max_request_body));
+    document["limits"] = Item::Table(limits);
+
+    let settings = &config.upstream;
+    let mut upstream = Table::new();
+    upstream["connect_timeout"] = value(format_duration(settings.connect_timeout));
+    upstream["response_timeout"] = value(format_duration(settings.response_timeout));
+    upstream["idle_timeout"] = value(format_duration(settings.idle_timeout));
+    upstream["pool_idle_timeout"] = value(format_duration(settings.pool_idle_timeout));
+    // TOML integers are i64; a larger pool size cannot have come from a file.
+    upstream["pool_max_idle_per_host"] =
+        value(i64::try_from(settings.pool_max_idle_per_host).unwrap_or(i64::MAX));
+    document["upstream"] = Item::Table(upstream);
+
+    let mut retry = Table::new();
+    retry["max_attempts"] = value(i64::from(config.retry.max_attempts));
+    retry["attempts_per_account"] = value(i64::from(config.retry.attempts_per_account));
+    document["retry"] = Item::Table(retry);
+
+    let mut queue = Table::new();
+    queue["max_wait"] = value(format_duration(config.queue.max_wait));
+    queue["keepalive"] = value(format_duration(config.queue.keepalive));
+    document["queue"] = Item::Table(queue);
+
+    let settings = &config.scheduler;
+    let mut scheduler = Table::new();
+    scheduler["strategy"] = value(settings.strategy.as_str());
+    scheduler["switch_threshold"] = value(settings.switch_threshold);
+    scheduler["max_in_flight_per_account"] = value(i64::from(settings.max_in_flight_per_account));
+    scheduler["max_in_flight_total"] = value(i64::from(settings.max_in_flight_total));
+    scheduler["cooldown"] = value(format_duration(settings.cooldown));
+    scheduler["max_cooldown"] = value(format_duration(settings.max_cooldown));
+    document["scheduler"] = Item::Table(scheduler);
+
+    let mut log = Table::new();
+    log["level"] = value(config.log.level.as_str());
+    document["log"] = Item::Table(log);
+
+    let origin = match &config.source {
+        ConfigSource::Default => "built-in defaults".to_owned(),
+        // A newline in the path would end the comment and break the TOML.
+        ConfigSource::File(path) => path.display().to_string().replace(['\n', '\r'], " "),
+    };
+    format!(
+        "# Effective sluice configuration (from {origin}); secrets are shown as \"{MASK}\".\n{document}"
+    )
+}
+
+fn masked(_secret: &Secret<String>) -> Item {
+    value(MASK)
+}

@@ -1,0 +1,1004 @@
+//! Turning the raw file into a [`Config`]: applies defaults, resolves `*_env`
+//! secrets, and enforces every rule, reporting the first broken one with the
+//! key path and the line it sits on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::locate::SourceMap;
+use crate::model::{
+    AccountConfig, AnthropicEndpoints, Config, Credential, KNOWN_STRATEGIES, ProviderKind,
+    quoted_list,
+};
+use crate::raw::{RawAccount, RawByteSize, RawConfig, RawDuration};
+use crate::secret::Secret;
+use crate::units::{parse_byte_size, parse_duration};
+
+const MAX_ACCOUNT_NAME_CHARS: usize = 64;
+
+/// Builds errors that point into one particular source text.
+pub(crate) struct Checker<'a> {
+    pub map: &'a SourceMap<'a>,
+    pub file: Option<&'a Path>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// A secret as the file gives it: inline, or the name of a variable holding it.
+enum SecretSource {
+    Inline(Secret<String>),
+    Variable(String),
+}
+
+/// A secret plus the key it was given under, for errors about it.
+struct GivenSecret {
+    key: String,
+    source: SecretSource,
+}
+
+impl Checker<'_> {
+    fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(ErrorKind::Invalid, message)
+            .with_key(key)
+            .with_file(self.file.map(Path::to_path_buf))
+            .with_position(self.map.position_of_key(key))
+    }
+
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.map.position_of_key(key).map(|position| position.line)
+    }
+
+    pub(crate) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults_with_env(self.env);
+
+        if let Some(text) = raw.listen {
+            config.listen = text.trim().parse::<SocketAddr>().map_err(|_| {
+                self.error(
+                    "listen",
+                    format!(
+                        "invalid address {text:?}; expected IP:port such as \"127.0.0.1:8787\""
+                    ),
+                )
+            })?;
+        }
+        if let Some(dir) = raw.data_dir {
+            if dir.trim().is_empty() {
+                return Err(self.error("data_dir", "must not be empty"));
+            }
+            config.data_dir = PathBuf::from(dir);
+        }
+        config.client_keys = raw
+            .client_keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| self.inline_secret(&format!("client_keys[{index}]"), key))
+            .collect::<Result<_, _>>()?;
+        config.admin_key = raw
+            .admin_key
+            .map(|key| self.inline_secret("admin_key", key))
+            .transpose()?;
+
+        for (index, account) in raw.accounts.into_iter().enumerate() {
+            let account = self.account(index, account, &config.accounts)?;
+            config.accounts.push(account);
+        }
+
+        self.providers(raw.providers.anthropic, &mut config.providers.anthropic)?;
+
+        if let Some(size) = raw.limits.max_request_body {
+            config.limits.max_request_body = self.byte_size("limits.max_request_body", size)?;
+        }
+
+        let upstream = raw.upstream;
+        let settings = &mut config.upstream;
+        self.positive_duration(
+            "upstream.connect_timeout",
+            upstream.connect_timeout,
+            &mut settings.connect_timeout,
+        )?;
+        self.positive_duration(
+            "upstream.response_timeout",
+            upstream.response_timeout,
+            &mut settings.response_timeout,
+        )?;
+        self.positive_duration(
+            "upstream.idle_timeout",
+            upstream.idle_timeout,
+            &mut settings.idle_timeout,
+        )?;
+        self.duration(
+            "upstream.pool_idle_timeout",
+            upstream.pool_idle_timeout,
+            &mut settings.pool_idle_timeout,
+        )?;
+        if let Some(idle) = upstream.pool_max_idle_per_host {
+            settings.pool_max_idle_per_host = idle;
+        }
+
+        if let Some(max_attempts) = raw.retry.max_attempts {
+            config.retry.max_attempts = max_attempts;
+        }
+        self.at_least_one(
+            "retry.attempts_per_account",
+            raw.retry.attempts_per_account,
+            &mut config.retry.attempts_per_account,
+        )?;
+
+        self.duration(
+            "queue.max_wait",
+            raw.queue.max_wait,
+            &mut config.queue.max_wait,
+        )?;
+        self.positive_duration(
+            "queue.keepalive",
+            raw.queue.keepalive,
+            &mut config.queue.keepalive,
+        )?;
+
+        self.scheduler(raw.scheduler, &mut config.scheduler)?;
+
+        if let Some(level) = raw.log.level {
+            if level.trim().is_empty() {
+                return Err(self.error(
+                    "log.level",
+                    "must not be empty; use e.g. \"info\" or \"info,sluice=debug\"",
+                ));
+            }
+            config.log.level = level;
+        }
+
+        Ok(config)
+    }
+
+    fn account(
+        &self,
+        index: usize,
+        raw: RawAccount,
+        earlier: &[AccountConfig],
+    ) -> Result<AccountConfig, ConfigError> {
+        let path = format!("accounts[{index}]");
+        let key = |field: &str| format!("{path}.{field}");
+
+        let name = raw.name.ok_or_else(|| {
+            self.error(&path, "missing `name`; every account needs a unique name")
+        })?;
+        self.account_name(&key("name"), &name)?;
+        if let Some(first) = earlier.iter().position(|account| account.name == name) {
+            let first_key = format!("accounts[{first}].name");
+            let where_first = self.line_of(&first_key).map_or(first_key.clone(), |line| {
+                format!("{first_key}, line {line}")
+            });
+            return Err(self.error(
+                &key("name"),
+                format!("duplicate account name {name:?} (first used by {where_first})"),
+            ));
+        }
+
+        let provider = match raw.provider {
+            None => ProviderKind::Anthropic,
+            Some(text) => text
+                .parse::<ProviderKind>()
+                .map_err(|unknown| self.error(&key("provider"), unknown.to_string()))?,
+        };
+
+        let api_key = self.given_secret(&path, "api_key", raw.api_key, raw.api_key_env)?;
+        let access_token = self.given_secret(
+            &path,
+            "access_token",
+            raw.access_token,
+            raw.access_token_env,
+        )?;
+        let refresh_token = self.given_secret(
+            &path,
+            "refresh_token",
+            raw.refresh_token,
+            raw.refresh_token_env,
+        )?;
+
+        let credential = match (api_key, access_token) {
+            (Some(_), Some(access)) => {
+                return Err(self.error(
+                    &access.key,
+                    "an account uses either api_key (API key) or access_token (subscription), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    &path,
+                    format!(
+                        "account {name:?} has no credential; set api_key (or api_key_env) for an API key, \
+                         or access_token (or access_token_env) for a subscription"
+                    ),
+                ));
+            }
+            (Some(api_key), None) => {
+                if let Some(refresh) = refresh_token {
+                    return Err(self.error(
+                        &refresh.key,
+                        "only subscription accounts (access_token) have a refresh token; remove it or use access_token instead of api_key",
+                    ));
+                }
+                if raw.expires_at.is_some() {
+                    return Err(self.error(
+                        &key("expires_at"),
+                        "only subscription accounts (access_token) expire; remove it or use access_token instead of api_key",
+                    ));
+                }
+                Credential::ApiKey(self.resolve_secret(api_key)?)
+            }
+            (None, Some(access)) => Credential::OAuth {
+                access_token: self.resolve_secret(access)?,
+                refresh_token: refresh_token
+                    .map(|refresh| self.resolve_secret(refresh))
+                    .transpose()?,
+                expires_at_ms: raw.expires_at,
+            },
+        };
+
+        let upstream = raw
+            .upstream
+            .map(|text| self.http_url(&key("upstream"), &text))
+            .transpose()?;
+
+        let mut weight = 1;
+        self.at_least_one(&key("weight"), raw.weight, &mut weight)?;
+
+        Ok(AccountConfig {
+            name,
+            provider,
+            credential,
+            upstream,
+            priority: raw.priority.unwrap_or(0),
+            weight,
+            enabled: raw.enabled.unwrap_or(true),
+        })
+    }
+
+    fn account_name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
+        if name.is_empty() {
+            return Err(self.error(key, "must not be empty"));
+        }
+        let length = name.chars().count();
+        if length > MAX_ACCOUNT_NAME_CHARS {
+            return Err(self.error(
+                key,
+                format!("is {length} characters long; the limit is {MAX_ACCOUNT_NAME_CHARS}"),
+            ));
+        }
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-');
+        if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+            return Err(self.error(
+                key,
+                format!(
+                    "{name:?} contains {bad:?}; names may use only letters, digits and . _ @ + -"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Picks between `field` and `field_env`, refusing both at once.
+    fn given_secret(
+        &self,
+        account: &str,
+        field: &str,
+        inline: Option<Secret<String>>,
+        variable: Option<String>,
+    ) -> Result<Option<GivenSecret>, ConfigError> {
+        let inline_key = format!("{account}.{field}");
+        let variable_key = format!("{account}.{field}_env");
+        match (inline, variable) {
+            (Some(_), Some(_)) => Err(self.error(
+                &variable_key,
+                format!("give either {field} or {field}_env, not both"),
+            )),
+            (Some(secret), None) => Ok(Some(GivenSecret {
+                key: inline_key,
+                source: SecretSource::Inline(secret),
+            })),
+            (None, Some(name)) => Ok(Some(GivenSecret {
+                key: variable_key,
+                source: SecretSource::Variable(name),
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Reads a `*_env` variable if needed. Messages name the variable, never its value.
+    fn resolve_secret(&self, given: GivenSecret) -> Result<Secret<String>, ConfigError> {
+        match given.source {
+            SecretSource::Inline(secret) => self.inline_secret(&given.key, secret),
+            SecretSource::Variable(name) => {
+                if name.trim().is_empty() {
+                    return Err(self.error(&given.key, "must name an environment variable"));
+                }
+                let value = (self.env)(&name).ok_or_else(|| {
+                    self.error(
+                        &given.key,
+                        format!("environment variable {name} is not set"),
+                    )
+                })?;
+                if value.is_empty() {
+                    return Err(
+                        self.error(&given.key, format!("environment variable {name} is empty"))
+                    );
+                }
+                if has_stray_characters(&value) {
+                    return Err(self.error(
+                        &given.key,
+                        format!(
+                            "environment variable {name} contains whitespace or control characters"
+                        ),
+                    ));
+                }
+                Ok(Secret::new(value))
+            }
+        }
+    }
+
+    /// Secrets end up in HTTP headers, where stray whitespace (often a trailing
+    /// newline pasted along) breaks authentication in confusing ways.
+    fn inline_secret(
+        &self,
+        key: &str,
+        secret: Secret<String>,
+    ) -> Result<Secret<String>, ConfigError> {
+        if secret.expose().is_empty() {
+            return Err(self.error(key, "must not be empty"));
+        }
+        if has_stray_characters(secret.expose()) {
+            return Err(self.error(key, "contains whitespace or control characters"));
+        }
+        Ok(secret)
+    }
+
+    fn providers(
+        &self,
+        raw: crate::raw::RawAnthropic,
+        endpoints: &mut AnthropicEndpoints,
+    ) -> Result<(), ConfigError> {
+        let urls = [
+            ("base_url", raw.base_url, &mut endpoints.base_url),
+            ("token_url", raw.token_url, &mut endpoints.token_url),
+            ("usage_url", raw.usage_url, &mut endpoints.usage_url),
+            ("profile_url", raw.profile_url, &mut endpoints.profile_url),
+            (
+                "authorize_url",
+                raw.authorize_url,
+                &mut endpoints.authorize_url,
+            ),
+        ];
+        for (field, text, target) in urls {
+            if let Some(text) = text {
+                *target = self.http_url(&format!("providers.anthropic.{field}"), &text)?;
+            }
+        }
+        if let Some(client_id) = raw.client_id {
+            if client_id.trim().is_empty() {
+                return Err(self.error("providers.anthropic.client_id", "must not be empty"));
+            }
+            endpoints.client_id = client_id;
+        }
+        Ok(())
+    }
+
+    /// Messages show the scheme at most: URLs may carry credentials.
+    fn http_url(&self, key: &str, text: &str) -> Result<Url, ConfigError> {
+        let url = Url::parse(text.trim()).map_err(|error| {
+            self.error(
+                key,
+                format!("not a valid URL ({error}); expected e.g. \"https://host\""),
+            )
+        })?;
+        match url.scheme() {
+            "http" | "https" => Ok(url),
+            other => Err(self.error(
+                key,
+                format!("must be an http:// or https:// URL, not {other}://"),
+            )),
+        }
+    }
+
+    fn byte_size(&self, key: &str, size: RawByteSize) -> Result<u64, ConfigError> {
+        let bytes = match size {
+            RawByteSize::Bytes(bytes) => {
+                u64::try_from(bytes).map_err(|_| self.error(key, "must not be negative"))?
+            }
+            RawByteSize::Text(text) => {
+                parse_byte_size(&text).map_err(|message| self.error(key, message))?
+            }
+        };
+        if bytes == 0 {
+            return Err(self.error(key, "must be at least 1 byte"));
+        }
+        Ok(bytes)
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        raw: Option<RawDuration>,
+        target: &mut Duration,
+    ) -> Result<(), ConfigError> {
+        if let Some(RawDuration(text)) = raw {
+            *target = parse_duration(&text).map_err(|message| self.error(key, message))?;
+        }
+        Ok(())
+    }
+
+    fn positive_duration(
+        &self,
+        key: &str,
+        raw: Option<RawDuration>,
+        target: &mut Duration,
+    ) -> Result<(), ConfigError> {
+        self.duration(key, raw, target)?;
+        if target.is_zero() {
+            return Err(self.error(key, "must be longer than zero"));
+        }
+        Ok(())
+    }
+
+    fn at_least_one(
+        &self,
+        key: &str,
+        raw: Option<u32>,
+        target: &mut u32,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = raw {
+            if value == 0 {
+                return Err(self.error(key, "must be at least 1"));
+            }
+            *target = value;
+        }
+        Ok(())
+    }
+
+    fn scheduler(
+        &self,
+        raw: crate::raw::RawScheduler,
+        settings: &mut crate::model::SchedulerSettings,
+    ) -> Result<(), ConfigError> {
+        if let Some(strategy) = raw.strategy {
+            if !KNOWN_STRATEGIES.contains(&strategy.as_str()) {
+                return Err(self.error(
+                    "scheduler.strategy",
+                    format!(
+                        "unknown strategy {strategy:?}; accepted values: {}",
+                        quoted_list(KNOWN_STRATEGIES.iter().copied())
+                    ),
+                ));
+            }
+            settings.strategy = strategy;
+        }
+        if let Some(threshold) = raw.switch_threshold {
+            // Written so that NaN fails too.
+            if !(threshold > 0.0 && threshold <= 1.0) {
+                return Err(self.error(
+                    "scheduler.switch_threshold",
+                    format!("must be greater than 0 and at most 1, got {threshold}"),
+                ));
+            }
+            settings.switch_threshold = threshold;
+        }
+        self.at_least_one(
+            "scheduler.max_in_flight_per_account",
+            raw.max_in_flight_per_account,
+            &mut settings.max_in_flight_per_account,
+        )?;
+        self.at_least_one(
+            "scheduler.max_in_flight_total",
+            raw.max_in_flight_total,
+            &mut settings.max_in_flight_total,
+        )?;
+        let cooldown_given = raw.cooldown.is_some();
+        self.positive_duration("scheduler.cooldown", raw.cooldown, &mut settings.cooldown)?;
+        self.duration(
+            "scheduler.max_cooldown",
+            raw.max_cooldown,
+            &mut settings.max_cooldown,
+        )?;
+        if settings.cooldown > settings.max_cooldown {
+            // Blame whichever of the two the user actually wrote.
+            let key = if cooldown_given {
+                "scheduler.cooldown"
+            } else {
+                "scheduler.max_cooldown"
+            };
+            return Err(self.error(
+                key,
+                format!(
+                    "cooldown ({}) must not exceed max_cooldown ({})",
+                    crate::units::format_duration(settings.cooldown),
+                    crate::units::format_duration(settings.max_cooldown)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn has_stray_characters(value: &str) -> bool {
+    value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{error_in, parse};
+    use crate::{Credential, ErrorKind};
+
+    /// Asserts that `source` fails at `key` on `line`, with a message containing `needle`.
+    fn assert_fails(source: &str, key: &str, line: usize, needle: &str) {
+        let error = error_in(source);
+        assert_eq!(error.key.as_deref(), Some(key), "wrong key for: {error}");
+        assert_eq!(error.line(), Some(line), "wrong line for: {error}");
+        assert!(
+            error.message.contains(needle),
+            "message lacks {needle:?}: {error}"
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").expect("empty config is valid");
+        assert!(config.accounts.is_empty());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(
+            config.data_dir.to_str(),
+            Some("/home/tester/.local/share/sluice")
+        );
+        assert_eq!(config.limits.max_request_body, 32 << 20);
+    }
+
+    #[test]
+    fn several_mistakes_each_point_at_their_own_line() {
+        let good = "listen = \"127.0.0.1:9000\"\n\n[[accounts]]\nname = \"a\"\napi_key = \"k1\"\n\n[[accounts]]\nname = \"b\"\napi_key = \"k2\"\nweight = 2\n\n[scheduler]\ncooldown = \"1s\"\n";
+        parse(good).expect("baseline is valid");
+
+        let cases = [
+            (
+                "weight = 2",
+                "weight = 0",
+                "accounts[1].weight",
+                10,
+                "at least 1",
+            ),
+            (
+                "listen = \"127.0.0.1:9000\"",
+                "listen = \"nope\"",
+                "listen",
+                1,
+                "invalid address",
+            ),
+            (
+                "name = \"b\"",
+                "name = \"a\"",
+                "accounts[1].name",
+                8,
+                "duplicate",
+            ),
+            (
+                "cooldown = \"1s\"",
+                "cooldown = \"1 fortnight\"",
+                "scheduler.cooldown",
+                13,
+                "invalid duration",
+            ),
+            (
+                "api_key = \"k1\"",
+                "api_key_env = \"UNSET_VAR\"",
+                "accounts[0].api_key_env",
+                5,
+                "UNSET_VAR",
+            ),
+        ];
+        for (from, to, key, line, needle) in cases {
+            assert_fails(&good.replacen(from, to, 1), key, line, needle);
+        }
+    }
+
+    #[test]
+    fn inline_and_dotted_forms_are_located_too() {
+        assert_fails(
+            "\naccounts = [\n  { name = \"a\", api_key = \"k\" },\n  { name = \"b\", api_key = \"k\", weight = 0 },\n]\n",
+            "accounts[1].weight",
+            4,
+            "at least 1",
+        );
+        assert_fails(
+            "scheduler.cooldown = \"0s\"\n",
+            "scheduler.cooldown",
+            1,
+            "longer than zero",
+        );
+        assert_fails(
+            "providers = { anthropic = { client_id = \"\" } }\n",
+            "providers.anthropic.client_id",
+            1,
+            "empty",
+        );
+    }
+
+    #[test]
+    fn error_display_has_file_line_column() {
+        let error = error_in("[[accounts]]\nname = \"a\"\napi_key = \"k\"\n   weight = 0\n");
+        assert_eq!(
+            error.to_string(),
+            "/etc/sluice/config.toml:4:4: accounts[0].weight: must be at least 1"
+        );
+        assert_eq!(error.kind, ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn duplicate_name_points_at_second_and_mentions_first() {
+        let source = "[[accounts]]\nname = \"x\"\napi_key = \"k\"\n\n[[accounts]]\nname = \"x\"\napi_key = \"k\"\n";
+        assert_fails(
+            source,
+            "accounts[1].name",
+            6,
+            "first used by accounts[0].name, line 2",
+        );
+    }
+
+    #[test]
+    fn account_names_are_checked() {
+        assert_fails(
+            "[[accounts]]\nname = \"has space\"\napi_key = \"k\"\n",
+            "accounts[0].name",
+            2,
+            "' '",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"\"\napi_key = \"k\"\n",
+            "accounts[0].name",
+            2,
+            "empty",
+        );
+        let long = format!(
+            "[[accounts]]\nname = \"{}\"\napi_key = \"k\"\n",
+            "n".repeat(65)
+        );
+        assert_fails(&long, "accounts[0].name", 2, "limit is 64");
+        assert_fails(
+            "[[accounts]]\napi_key = \"k\"\n",
+            "accounts[0]",
+            1,
+            "missing `name`",
+        );
+        let ok = format!(
+            "[[accounts]]\nname = \"{}\"\napi_key = \"k\"\n",
+            "a.b_c@d+e-F9".repeat(5)
+        );
+        parse(&ok).expect("allowed characters, 60 long");
+    }
+
+    #[test]
+    fn exactly_one_credential_kind() {
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key = \"k\"\naccess_token = \"t\"\n",
+            "accounts[0].access_token",
+            4,
+            "not both",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key_env = \"API\"\naccess_token_env = \"TOKEN\"\n",
+            "accounts[0].access_token_env",
+            4,
+            "not both",
+        );
+        assert_fails(
+            "listen = \"127.0.0.1:1\"\n\n[[accounts]]\nname = \"a\"\nweight = 1\n",
+            "accounts[0]",
+            3,
+            "no credential",
+        );
+    }
+
+    #[test]
+    fn oauth_only_keys_are_rejected_for_api_keys() {
+        let base = "[[accounts]]\nname = \"a\"\napi_key = \"k\"\n";
+        assert_fails(
+            &format!("{base}refresh_token = \"r\"\n"),
+            "accounts[0].refresh_token",
+            4,
+            "refresh token",
+        );
+        assert_fails(
+            &format!("{base}refresh_token_env = \"REFRESH\"\n"),
+            "accounts[0].refresh_token_env",
+            4,
+            "refresh token",
+        );
+        assert_fails(
+            &format!("{base}expires_at = 1\n"),
+            "accounts[0].expires_at",
+            4,
+            "expire",
+        );
+    }
+
+    #[test]
+    fn inline_and_env_twins_conflict() {
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key = \"k\"\napi_key_env = \"API\"\n",
+            "accounts[0].api_key_env",
+            4,
+            "either api_key or api_key_env",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\naccess_token = \"t\"\nrefresh_token = \"r\"\nrefresh_token_env = \"REFRESH\"\n",
+            "accounts[0].refresh_token_env",
+            5,
+            "not both",
+        );
+    }
+
+    #[test]
+    fn env_secrets_must_be_set_and_non_empty() {
+        let source = "[[accounts]]\nname = \"a\"\naccess_token_env = \"MISSING_TOKEN\"\n";
+        assert_fails(
+            source,
+            "accounts[0].access_token_env",
+            3,
+            "MISSING_TOKEN is not set",
+        );
+
+        let source = "[[accounts]]\nname = \"a\"\naccess_token_env = \"EMPTY\"\n";
+        assert_fails(source, "accounts[0].access_token_env", 3, "EMPTY is empty");
+
+        let source = "[[accounts]]\nname = \"a\"\napi_key_env = \"NEWLINE_KEY\"\n";
+        let error = error_in(source);
+        assert!(error.message.contains("NEWLINE_KEY"), "{error}");
+        assert!(
+            !error.message.contains("sk-env-newline"),
+            "leaked value: {error}"
+        );
+
+        let source = "[[accounts]]\nname = \"a\"\naccess_token_env = \"TOKEN\"\nrefresh_token_env = \"REFRESH\"\nexpires_at = 5\n";
+        let config = parse(source).expect("variables are set");
+        match &config.accounts[0].credential {
+            Credential::OAuth {
+                access_token,
+                refresh_token,
+                expires_at_ms,
+            } => {
+                assert_eq!(access_token.expose(), "sk-env-token");
+                assert_eq!(
+                    refresh_token.as_ref().map(|r| r.expose().as_str()),
+                    Some("sk-env-refresh")
+                );
+                assert_eq!(*expires_at_ms, Some(5));
+            }
+            other => panic!("expected OAuth, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inline_secrets_must_be_clean() {
+        assert_fails(
+            "client_keys = [\"ok\", \"\"]\n",
+            "client_keys[1]",
+            1,
+            "empty",
+        );
+        assert_fails("admin_key = \"has space\"\n", "admin_key", 1, "whitespace");
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key = \"\"\n",
+            "accounts[0].api_key",
+            3,
+            "empty",
+        );
+    }
+
+    #[test]
+    fn numeric_rules() {
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key = \"k\"\nweight = 0\n",
+            "accounts[0].weight",
+            4,
+            "at least 1",
+        );
+        assert_fails(
+            "[retry]\nattempts_per_account = 0\n",
+            "retry.attempts_per_account",
+            2,
+            "at least 1",
+        );
+        assert_fails(
+            "[scheduler]\nmax_in_flight_total = 0\n",
+            "scheduler.max_in_flight_total",
+            2,
+            "at least 1",
+        );
+        assert_fails(
+            "[scheduler]\nmax_in_flight_per_account = 0\n",
+            "scheduler.max_in_flight_per_account",
+            2,
+            "at least 1",
+        );
+        for bad in ["0", "0.0", "1.01", "-0.5", "nan"] {
+            assert_fails(
+                &format!("[scheduler]\n\nswitch_threshold = {bad}\n"),
+                "scheduler.switch_threshold",
+                3,
+                "greater than 0 and at most 1",
+            );
+        }
+        let config = parse("[scheduler]\nswitch_threshold = 1\n").expect("1 is allowed");
+        assert_eq!(config.scheduler.switch_threshold, 1.0);
+    }
+
+    #[test]
+    fn duration_rules() {
+        assert_fails(
+            "[queue]\nkeepalive = \"0s\"\n",
+            "queue.keepalive",
+            2,
+            "longer than zero",
+        );
+        assert_fails(
+            "[upstream]\nconnect_timeout = \"0ms\"\n",
+            "upstream.connect_timeout",
+            2,
+            "longer than zero",
+        );
+        assert_fails(
+            "[scheduler]\ncooldown = \"10m\"\nmax_cooldown = \"5m\"\n",
+            "scheduler.cooldown",
+            2,
+            "must not exceed max_cooldown (5m)",
+        );
+        assert_fails(
+            "[scheduler]\nmax_cooldown = \"1s\"\n",
+            "scheduler.max_cooldown",
+            2,
+            "cooldown (5s)",
+        );
+        let config =
+            parse("[queue]\nmax_wait = \"0s\"\n[upstream]\npool_idle_timeout = \"1h 30m\"\n")
+                .expect("valid");
+        assert!(config.queue.max_wait.is_zero());
+        assert_eq!(config.upstream.pool_idle_timeout.as_secs(), 5400);
+    }
+
+    #[test]
+    fn url_rules() {
+        assert_fails(
+            "[providers.anthropic]\nbase_url = \"ftp://example.com\"\n",
+            "providers.anthropic.base_url",
+            2,
+            "http:// or https://",
+        );
+        assert_fails(
+            "[providers.anthropic]\ntoken_url = \"not a url\"\n",
+            "providers.anthropic.token_url",
+            2,
+            "not a valid URL",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\napi_key = \"k\"\nupstream = \"file:///tmp/x\"\n",
+            "accounts[0].upstream",
+            4,
+            "not file://",
+        );
+        let config = parse(
+            "[[accounts]]\nname = \"a\"\napi_key = \"k\"\nupstream = \"http://127.0.0.1:18080\"\n",
+        )
+        .expect("http is fine");
+        assert_eq!(
+            config.accounts[0].upstream.as_ref().map(url::Url::as_str),
+            Some("http://127.0.0.1:18080/")
+        );
+    }
+
+    #[test]
+    fn unknown_names_list_accepted_values() {
+        assert_fails(
+            "[scheduler]\nstrategy = \"round-robin\"\n",
+            "scheduler.strategy",
+            2,
+            "accepted values: \"adaptive\"",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"a\"\nprovider = \"codex\"\napi_key = \"k\"\n",
+            "accounts[0].provider",
+            3,
+            "accepted values: \"anthropic\"",
+        );
+    }
+
+    #[test]
+    fn other_value_rules() {
+        assert_fails("data_dir = \"\"\n", "data_dir", 1, "empty");
+        assert_fails("[log]\nlevel = \" \"\n", "log.level", 2, "empty");
+        assert_fails(
+            "[limits]\nmax_request_body = \"10TB\"\n",
+            "limits.max_request_body",
+            2,
+            "unknown unit",
+        );
+        assert_fails(
+            "[limits]\nmax_request_body = 0\n",
+            "limits.max_request_body",
+            2,
+            "at least 1 byte",
+        );
+        assert_fails(
+            "[limits]\nmax_request_body = -5\n",
+            "limits.max_request_body",
+            2,
+            "negative",
+        );
+        let config = parse("[limits]\nmax_request_body = 1048576\n").expect("plain bytes");
+        assert_eq!(config.limits.max_request_body, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let error = error_in("listen = \"127.0.0.1:1\"\nlisten_port = 1\n");
+        assert_eq!(error.kind, ErrorKind::Schema);
+        assert_eq!(error.key.as_deref(), Some("listen_port"));
+        assert_eq!(error.line(), Some(2));
+        assert!(
+            error.message.starts_with("unknown key `listen_port`"),
+            "{error}"
+        );
+        assert!(
+            error.message.contains("`listen`"),
+            "lists accepted keys: {error}"
+        );
+
+        let error =
+            error_in("[[accounts]]\nname = \"a\"\n\n[[accounts]]\nname = \"b\"\napikey = \"k\"\n");
+        assert_eq!(error.key.as_deref(), Some("accounts[1].apikey"));
+        assert_eq!(error.line(), Some(6));
+
+        let error = error_in("[upstream]\nconnect_timout = \"1s\"\n");
+        assert_eq!(error.key.as_deref(), Some("upstream.connect_timout"));
+        assert_eq!(error.line(), Some(2));
+
+        let error = error_in("[providers.codex]\nbase_url = \"https://x\"\n");
+        assert_eq!(error.key.as_deref(), Some("providers.codex"));
+        assert_eq!(error.line(), Some(1));
+    }
+
+    #[test]
+    fn type_errors_are_named_and_hide_strings() {
+        let error = error_in("[[accounts]]\nname = \"a\"\napi_key = \"k\"\nweight = -1\n");
+        assert_eq!(error.kind, ErrorKind::Schema);
+        assert_eq!(error.key.as_deref(), Some("accounts[0].weight"));
+        assert_eq!(error.line(), Some(4));
+        assert_eq!(error.column(), Some(10));
+
+        let error = error_in("[[accounts]]\nname = \"a\"\npriority = \"sk-ant-api03-secret\"\n");
+        assert_eq!(error.key.as_deref(), Some("accounts[0].priority"));
+        assert!(
+            !error.to_string().contains("sk-ant-api03-secret"),
+            "{error}"
+        );
+
+        let error = error_in("[upstream]\nconnect_timeout = 10\n");
+        assert_eq!(error.key.as_deref(), Some("upstream.connect_timeout"));
+        assert!(error.message.contains("\"10s\""), "{error}");
+
+        let error = error_in("client_keys = \"single\"\n");
+        assert_eq!(error.key.as_deref(), Some("client_keys"));
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_best_guess_key() {
+        let error = error_in("[[accounts]]\nname = \"a\"\nweight = \n");
+        assert_eq!(error.kind, ErrorKind::Syntax);
+        assert_eq!(error.line(), Some(3));
+        assert_eq!(error.key.as_deref(), Some("accounts[0].weight"));
+        assert!(error.message.starts_with("invalid TOML"), "{error}");
+
+        let error = error_in("listen = \"a\"\nlisten = \"b\"\n");
+        assert_eq!(error.kind, ErrorKind::Syntax);
+        assert_eq!(error.line(), Some(2));
+    }
+}

@@ -1,0 +1,326 @@
+//! `FakeAnthropic`: the listening server (accept loop, HTTP/1.1 keep-alive or h2c, `TCP_NODELAY`) and
+//! the test-facing handle that scripts accounts and reads the request log.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::accounts::Accounts;
+use crate::clock::Clock;
+use crate::handler::{Shared, handle};
+use crate::quota::QuotaHeaders;
+use crate::record::{RecordedRequest, RequestLog};
+use crate::reply::Reply;
+use crate::sim::{SimAccount, SimState, SimUsage};
+
+/// Models `GET /v1/models` lists unless configured otherwise.
+pub const DEFAULT_MODELS: &[&str] = &["claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"];
+
+/// How to start a [`FakeAnthropic`].
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Where to listen (default `127.0.0.1:0`, an ephemeral port).
+    pub addr: SocketAddr,
+    /// Credentials known from the start (more are added by any account-configuring call).
+    pub accounts: Vec<String>,
+    /// Accept any credential (unknown ones get a fresh default account) instead of answering 401.
+    pub allow_any_credential: bool,
+    /// Larger request bodies are answered 413 `request_too_large` (default 32 MiB).
+    pub max_body_bytes: usize,
+    /// Clock of the quota simulation and the recorded `received_at`.
+    pub clock: Clock,
+    /// Model ids `GET /v1/models` lists.
+    pub models: Vec<String>,
+    /// How many of the most recent requests the log keeps (0 keeps none; counting goes on). Default
+    /// [`DEFAULT_MAX_RECORDED_REQUESTS`]; lower it for long demos with large bodies.
+    pub max_recorded_requests: usize,
+}
+
+/// Requests the log keeps unless configured otherwise.
+pub const DEFAULT_MAX_RECORDED_REQUESTS: usize = 1_000;
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            accounts: Vec::new(),
+            allow_any_credential: false,
+            max_body_bytes: 32 << 20,
+            clock: Clock::system(),
+            models: DEFAULT_MODELS.iter().map(|m| (*m).to_owned()).collect(),
+            max_recorded_requests: DEFAULT_MAX_RECORDED_REQUESTS,
+        }
+    }
+}
+
+impl FakeConfig {
+    /// Know credential `key` from the start.
+    pub fn account(mut self, key: impl Into<String>) -> Self {
+        self.accounts.push(key.into());
+        self
+    }
+
+    /// Accept any credential.
+    pub fn allow_any_credential(mut self) -> Self {
+        self.allow_any_credential = true;
+        self
+    }
+
+    /// Listen on `addr`.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Use `clock` (e.g. [`Clock::manual_now`]) for the quota simulation.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// A fake Anthropic API server running on the current tokio runtime. Dropping it (or [`shutdown`])
+/// stops accepting and aborts every open connection.
+///
+/// Accounts are identified by the credential a request carries (`x-api-key: K` or
+/// `authorization: Bearer K`). A credential is known once it is in [`FakeConfig::accounts`] or any of
+/// `add_account`, `script`, `set_default`, `set_quota_headers`, `set_sim`, `set_oauth` named it.
+///
+/// [`shutdown`]: FakeAnthropic::shutdown
+#[derive(Debug)]
+pub struct FakeAnthropic {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl FakeAnthropic {
+    /// Bind and start serving. Must be called from within a tokio runtime.
+    pub fn start(config: FakeConfig) -> io::Result<Self> {
+        let std_listener = std::net::TcpListener::bind(config.addr)?;
+        std_listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            accounts: Accounts::default(),
+            log: RequestLog::new(config.max_recorded_requests),
+            clock: config.clock,
+            allow_any_credential: AtomicBool::new(config.allow_any_credential),
+            max_body_bytes: config.max_body_bytes,
+            models: config.models,
+            cancel: CancellationToken::new(),
+        });
+        for key in &config.accounts {
+            shared.accounts.upsert(key, |_| ());
+        }
+        let task = tokio::spawn(serve(listener, shared.clone()));
+        debug!(%addr, "fake anthropic listening");
+        Ok(Self { addr, shared, task })
+    }
+
+    /// Start with [`FakeConfig::default`] plus the given known credentials.
+    pub fn with_accounts<I, S>(keys: I) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut config = FakeConfig::default();
+        config.accounts.extend(keys.into_iter().map(Into::into));
+        Self::start(config)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base_url() + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// The clock the quota simulation runs on.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    /// Stop accepting and abort all connections (hanging requests are cut).
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        self.task.abort();
+    }
+
+    /// Whether [`FakeAnthropic::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    /// Make credential `key` known (its default reply is [`Reply::ok`]).
+    pub fn add_account(&self, key: &str) {
+        self.shared.accounts.upsert(key, |_| ());
+    }
+
+    /// Forget credential `key` (it will get 401 again); true if it was known.
+    pub fn remove_account(&self, key: &str) -> bool {
+        self.shared.accounts.remove(key)
+    }
+
+    /// The known credentials, sorted.
+    pub fn accounts(&self) -> Vec<String> {
+        self.shared.accounts.keys()
+    }
+
+    /// Accept any credential (true) or answer unknown ones 401 (false).
+    pub fn set_allow_any_credential(&self, allow: bool) {
+        self.shared
+            .allow_any_credential
+            .store(allow, Ordering::Relaxed);
+    }
+
+    /// Append replies to the FIFO script of `key`; each `/v1/messages` request consumes one.
+    pub fn script<I: IntoIterator<Item = Reply>>(&self, key: &str, replies: I) {
+        self.shared
+            .accounts
+            .upsert(key, |a| a.script.extend(replies));
+    }
+
+    /// Drop the unconsumed script of `key`.
+    pub fn clear_script(&self, key: &str) {
+        self.shared.accounts.upsert(key, |a| a.script.clear());
+    }
+
+    /// How many scripted replies of `key` are left.
+    pub fn script_len(&self, key: &str) -> usize {
+        self.shared
+            .accounts
+            .with(key, false, |a| a.script.len())
+            .unwrap_or(0)
+    }
+
+    /// The reply used when the script of `key` is empty (and no simulation is set).
+    pub fn set_default(&self, key: &str, reply: Reply) {
+        self.shared.accounts.upsert(key, |a| a.default = reply);
+    }
+
+    /// Static quota headers on every response of `key` (a simulation's own headers take precedence).
+    pub fn set_quota_headers(&self, key: &str, quota: impl Into<QuotaHeaders>) {
+        let quota = quota.into();
+        self.shared.accounts.upsert(key, |a| a.quota = Some(quota));
+    }
+
+    /// No more static quota headers for `key`.
+    pub fn clear_quota_headers(&self, key: &str) {
+        self.shared.accounts.upsert(key, |a| a.quota = None);
+    }
+
+    /// Simulate the quota of `key` (fresh windows); replaces the default reply while set.
+    pub fn set_sim(&self, key: &str, sim: SimAccount) {
+        let state = SimState::new(key, sim);
+        self.shared.accounts.upsert(key, |a| a.sim = Some(state));
+    }
+
+    /// Stop simulating `key`.
+    pub fn clear_sim(&self, key: &str) {
+        self.shared.accounts.upsert(key, |a| a.sim = None);
+    }
+
+    /// The simulated usage of `key`, if it is simulated.
+    pub fn sim_usage(&self, key: &str) -> Option<SimUsage> {
+        let now = self.shared.clock.now();
+        self.shared
+            .accounts
+            .with(key, false, |a| a.sim.as_mut().map(|s| s.usage(now)))
+            .flatten()
+    }
+
+    /// Treat `key` as an OAuth access token: requests must send it as `authorization: Bearer` with
+    /// `anthropic-beta` containing `oauth-2025-04-20`, else 401 `authentication_error`.
+    pub fn set_oauth(&self, key: &str, oauth: bool) {
+        self.shared
+            .accounts
+            .upsert(key, |a| a.require_oauth_beta = oauth);
+    }
+
+    /// The recorded requests (the most recent [`FakeConfig::max_recorded_requests`]), in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.log.snapshot()
+    }
+
+    /// The requests that carried credential `key`.
+    pub fn requests_for(&self, key: &str) -> Vec<RecordedRequest> {
+        self.shared.log.for_credential(key)
+    }
+
+    /// How many requests were received since the start or the last [`FakeAnthropic::clear_requests`]
+    /// (including any the log no longer keeps).
+    pub fn request_count(&self) -> usize {
+        self.shared.log.total()
+    }
+
+    /// Forget the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.log.clear();
+    }
+
+    /// Wait until [`FakeAnthropic::request_count`] reaches `n`; false on timeout.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.log.wait_for(n, timeout).await
+    }
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Accept loop; dropping it (abort) drops the `JoinSet`, which aborts every connection task.
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        warn!(error = %e, "fake: accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(error = %e, "fake: set_nodelay failed");
+                }
+                let shared = shared.clone();
+                let builder = builder.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { handle(&shared, req).await }
+                    });
+                    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                        debug!(%peer, error = %e, "fake: connection ended with error");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Client authentication: who may spend the pool.
+//!
+//! With no `client_keys` configured sluice only ever listens on loopback (start-up refuses
+//! anything else), so every client is local and trusted. With keys configured, every request
+//! must present one as `x-api-key` or `authorization: Bearer`, compared in constant time.
+
+use http::HeaderMap;
+use sluice_config::Secret;
+use subtle::ConstantTimeEq;
+
+/// The configured client keys.
+pub struct ClientKeys {
+    keys: Vec<Secret<String>>,
+}
+
+impl ClientKeys {
+    pub fn new(keys: &[Secret<String>]) -> Self {
+        ClientKeys {
+            keys: keys.to_vec(),
+        }
+    }
+
+    /// Whether keys are required at all.
+    pub fn required(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether the request may pass.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        if !self.required() {
+            return true;
+        }
+        let presented = presented_key(headers);
+        let Some(presented) = presented else {
+            return false;
+        };
+        // Compare against every key so timing does not reveal which one matched.
+        self.keys.iter().fold(false, |matched, key| {
+            let equal: bool = key.expose().as_bytes().ct_eq(presented.as_bytes()).into();
+            matched | equal
+        })
+    }
+}
+
+/// The key a client presented, from `x-api-key` or a bearer `authorization` header.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> ClientKeys {
+        let secrets: Vec<Secret<String>> =
+            list.iter().map(|k| Secret::from(k.to_string())).collect();
+        ClientKeys::new(&secrets)
+    }
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn no_keys_admits_everyone() {
+        assert!(keys(&[]).admits(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn keys_are_required_in_either_header() {
+        let k = keys(&["sk-sluice-a", "sk-sluice-b"]);
+        assert!(!k.admits(&HeaderMap::new()));
+        assert!(k.admits(&headers("x-api-key", "sk-sluice-b")));
+        assert!(k.admits(&headers("authorization", "Bearer sk-sluice-a")));
+        assert!(k.admits(&headers("authorization", "bearer  sk-sluice-a ")));
+        assert!(!k.admits(&headers("authorization", "Basic sk-sluice-a")));
+        assert!(!k.admits(&headers("x-api-key", "sk-sluice-")));
+        assert!(!k.admits(&headers("x-api-key", "sk-sluice-ab")));
+    }
+}

@@ -1,0 +1,530 @@
+//! The attempt loop: ask the pool for an account, send, and on a failure before the first
+//! byte reaches the client, try another account.
+//!
+//! Everything that can still be retried happens here, before the response is committed:
+//! connect errors, timeouts, 429/529/5xx/401/403 statuses, and an `error` event arriving as
+//! the very first event of a stream. Once [`Delivery::Stream`] is handed out the request
+//! belongs to the client and is never retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use sluice_config::ProviderKind;
+use sluice_scheduler::{AccountId, Decision, Lease, Outcome, RequestInfo, Unavailable};
+use tokio::sync::mpsc;
+
+use super::body::Watch;
+use super::lease::LeaseGuard;
+use super::log::{RequestRecord, outcome_name};
+use super::sse::SseFramer;
+use crate::error::{ErrorKind, ProxyError};
+use crate::provider::{Provider, RequestFacts, RouteKind, StreamReport};
+use crate::state::{AppState, PoolHandle, now};
+
+/// Largest upstream error body read to classify a failure.
+const MAX_ERROR_BODY: usize = 256 << 10;
+/// Largest first event read to check whether a stream opened with an error.
+const MAX_FIRST_EVENT: usize = 64 << 10;
+
+/// A response that failed (or a refusal of sluice's own), ready to be shown to the client.
+pub enum Failure {
+    Upstream {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    Own(ProxyError),
+}
+
+/// A committed upstream response, ready to stream to the client.
+pub struct Ready {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub first: Option<Bytes>,
+    pub body: reqwest::Body,
+    pub watch: Watch,
+    pub lease: LeaseGuard,
+}
+
+pub enum Delivery {
+    Stream(Ready),
+    Failure(Failure),
+}
+
+/// A streaming request must wait longer than one keepalive interval: commit an SSE response
+/// now and keep the client's connection alive with keepalive events while it waits.
+pub struct Held;
+
+enum Attempt {
+    Deliver(Ready),
+    /// A failure that is the client's own (bad request): shown as is, never retried.
+    Passthrough(Failure),
+    /// A failure of the account: try another.
+    Failover(Failure, Outcome),
+}
+
+/// One client request on its way through the pool.
+pub struct Exchange {
+    pub app: AppState,
+    pub provider: Arc<dyn Provider>,
+    pub pool: Arc<PoolHandle>,
+    pub route_kind: RouteKind,
+    pub method: Method,
+    pub path_and_query: String,
+    pub client_headers: HeaderMap,
+    pub body: Bytes,
+    pub facts: RequestFacts,
+    pub record: RequestRecord,
+    excluded: Vec<AccountId>,
+    tries: Vec<(AccountId, u32)>,
+    last_failure: Option<Failure>,
+    hold_deadline: tokio::time::Instant,
+}
+
+impl Exchange {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        app: AppState,
+        provider: Arc<dyn Provider>,
+        route_kind: RouteKind,
+        method: Method,
+        path_and_query: String,
+        client_headers: HeaderMap,
+        body: Bytes,
+        facts: RequestFacts,
+        record: RequestRecord,
+    ) -> Self {
+        let kind: ProviderKind = provider.kind();
+        let pool = app.pool(kind).clone();
+        let hold_deadline = tokio::time::Instant::now() + app.config().queue.max_wait;
+        Exchange {
+            app,
+            provider,
+            pool,
+            route_kind,
+            method,
+            path_and_query,
+            client_headers,
+            body,
+            facts,
+            record,
+            excluded: Vec::new(),
+            tries: Vec::new(),
+            last_failure: None,
+            hold_deadline,
+        }
+    }
+
+    /// Run attempts until a response is committed or nothing more can be tried. With
+    /// `keepalive` (a committed held stream) waits send keepalive events; without it, a
+    /// streaming request that must wait long returns [`Held`].
+    pub async fn run(&mut self, keepalive: Option<&mpsc::Sender<Bytes>>) -> Result<Delivery, Held> {
+        let request = RequestInfo {
+            conversation: self.facts.conversation,
+            weight: self.facts.weight.max(1),
+        };
+        let (max_attempts, per_account) = {
+            let config = self.app.config();
+            let accounts = self.pool.with(|p| p.len()) as u32;
+            let max = match config.retry.max_attempts {
+                0 => accounts.max(1),
+                n => n,
+            };
+            (max, config.retry.attempts_per_account.max(1))
+        };
+        let pool = self.pool.clone();
+        loop {
+            let changed = pool.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let decision = self
+                .pool
+                .with(|pool| pool.acquire(&request, &self.excluded, now()));
+            match decision {
+                Decision::Route(lease) => {
+                    let account = lease.account;
+                    self.record.attempts += 1;
+                    match self.try_account(lease).await {
+                        Attempt::Deliver(ready) => return Ok(Delivery::Stream(ready)),
+                        Attempt::Passthrough(failure) => return Ok(Delivery::Failure(failure)),
+                        Attempt::Failover(failure, outcome) => {
+                            self.record.failovers.push(outcome_name(&outcome));
+                            self.last_failure = Some(failure);
+                            if self.note_try(account) >= per_account {
+                                self.excluded.push(account);
+                            }
+                            if self.record.attempts >= max_attempts {
+                                return Ok(Delivery::Failure(
+                                    self.give_up(None, Unavailable::AllTried),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Decision::Wait { until, reason } => {
+                    let now_instant = tokio::time::Instant::now();
+                    if now_instant >= self.hold_deadline {
+                        let retry = until.map(|u| now().until(u));
+                        return Ok(Delivery::Failure(self.give_up(retry, reason)));
+                    }
+                    let wake = until
+                        .map(|u| now_instant + now().until(u))
+                        .unwrap_or(self.hold_deadline)
+                        .min(self.hold_deadline);
+                    let interval = self.app.config().queue.keepalive;
+                    match keepalive {
+                        None if self.facts.stream && wake > now_instant + interval => {
+                            return Err(Held);
+                        }
+                        None => {
+                            tokio::select! {
+                                _ = &mut changed => {}
+                                _ = tokio::time::sleep_until(wake) => {}
+                            }
+                        }
+                        Some(sink) => {
+                            let mut ticks =
+                                tokio::time::interval_at(now_instant + interval, interval);
+                            loop {
+                                tokio::select! {
+                                    _ = &mut changed => break,
+                                    _ = tokio::time::sleep_until(wake) => break,
+                                    _ = ticks.tick() => {
+                                        if sink.send(self.provider.keepalive_event()).await.is_err() {
+                                            let gone = ProxyError::new(ErrorKind::InvalidRequest, "client disconnected");
+                                            return Ok(Delivery::Failure(Failure::Own(gone)));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Decision::Reject {
+                    retry_after,
+                    reason,
+                } => return Ok(Delivery::Failure(self.give_up(retry_after, reason))),
+            }
+        }
+    }
+
+    fn note_try(&mut self, account: AccountId) -> u32 {
+        match self.tries.iter_mut().find(|(id, _)| *id == account) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.tries.push((account, 1));
+                1
+            }
+        }
+    }
+
+    /// Nothing more can be tried: the pool's refusal when untried accounts will recover,
+    /// otherwise the last upstream failure as the upstream said it.
+    fn give_up(&mut self, retry_after: Option<Duration>, reason: Unavailable) -> Failure {
+        let recoverable = matches!(
+            reason,
+            Unavailable::RateLimited
+                | Unavailable::CoolingDown
+                | Unavailable::QuotaExhausted
+                | Unavailable::AtCapacity
+        );
+        if let Some(failure) = self.last_failure.take()
+            && !(recoverable && retry_after.is_some())
+        {
+            return failure;
+        }
+        let provider = self.provider.kind();
+        Failure::Own(match reason {
+            Unavailable::NoAccounts => ProxyError::new(
+                ErrorKind::Unavailable,
+                format!("sluice has no {provider} accounts configured"),
+            ),
+            Unavailable::Unusable => ProxyError::new(
+                ErrorKind::Unavailable,
+                format!("no {provider} account is usable (disabled, failing authentication or needing a new login)"),
+            ),
+            Unavailable::AllTried => ProxyError::new(
+                ErrorKind::Upstream,
+                "every account failed for this request",
+            ),
+            Unavailable::AtCapacity => ProxyError::new(
+                ErrorKind::Overloaded,
+                "every account is at its in-flight limit",
+            )
+            .retry_after(Some(retry_after.unwrap_or(Duration::from_secs(1)))),
+            Unavailable::RateLimited | Unavailable::CoolingDown | Unavailable::QuotaExhausted => {
+                ProxyError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "every {provider} account is rate limited or out of quota; the soonest recovers in {}s",
+                        retry_after.map_or(0, |d| d.as_secs().max(1))
+                    ),
+                )
+                .retry_after(retry_after)
+            }
+        })
+    }
+
+    async fn try_account(&mut self, lease: Lease) -> Attempt {
+        let guard = LeaseGuard::new(self.pool.clone(), lease);
+        let account_id = guard.lease().map(|l| l.account);
+        let account =
+            account_id.and_then(|id| self.app.directory().get(self.provider.kind(), id).cloned());
+        let Some(account) = account else {
+            // Removed between decision and send; let the loop pick again.
+            let failure = Failure::Own(ProxyError::new(ErrorKind::Upstream, "account removed"));
+            guard.finish(Outcome::Neutral);
+            return Attempt::Failover(failure, Outcome::Neutral);
+        };
+        self.record.account = Some(account.name.clone());
+
+        let credential = account.credential.load_full();
+        let headers = self
+            .provider
+            .upstream_headers(&self.client_headers, &credential);
+        let url = self
+            .provider
+            .upstream_url(&account.base_url, &self.path_and_query);
+        let (response_timeout, idle_timeout) = {
+            let config = self.app.config();
+            (
+                config.upstream.response_timeout,
+                config.upstream.idle_timeout,
+            )
+        };
+        let send = self
+            .app
+            .client()
+            .request(self.method.clone(), url)
+            .headers(headers)
+            .body(self.body.clone())
+            .send();
+        let response = match tokio::time::timeout(response_timeout, send).await {
+            Err(_) => {
+                return transport_failure(
+                    guard,
+                    Outcome::Timeout,
+                    &account.name,
+                    "timed out waiting for the upstream's response",
+                );
+            }
+            Ok(Err(error)) => {
+                let outcome = if error.is_timeout() {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Connect
+                };
+                return transport_failure(
+                    guard,
+                    outcome,
+                    &account.name,
+                    "could not reach the upstream",
+                );
+            }
+            Ok(Ok(response)) => response,
+        };
+
+        let at = now();
+        let observation = self.provider.observe_quota(response.headers(), at);
+        if !observation.is_empty() {
+            self.pool
+                .with(|pool| pool.observe_quota(account.id, &observation, at));
+        }
+        let response: http::Response<reqwest::Body> = response.into();
+        let (parts, mut body) = response.into_parts();
+        self.record.status = parts.status.as_u16();
+        let mut headers = response_headers(&parts.headers, &account.name);
+
+        if !parts.status.is_success() {
+            let bytes = read_bounded(&mut body, MAX_ERROR_BODY, idle_timeout).await;
+            let failure = Failure::Upstream {
+                status: parts.status,
+                headers,
+                body: bytes.clone(),
+            };
+            return match self
+                .provider
+                .classify_failure(parts.status, &parts.headers, &bytes, at)
+            {
+                Some(outcome) => {
+                    guard.finish(outcome.clone());
+                    Attempt::Failover(failure, outcome)
+                }
+                None => {
+                    guard.finish(Outcome::Neutral);
+                    Attempt::Passthrough(failure)
+                }
+            };
+        }
+
+        let sse = is_event_stream(&parts.headers);
+        if !sse {
+            let watch = if self.route_kind == RouteKind::Generate && is_json(&parts.headers) {
+                Watch::Json(Vec::new())
+            } else {
+                Watch::Opaque
+            };
+            return Attempt::Deliver(Ready {
+                status: parts.status,
+                headers,
+                first: None,
+                body,
+                watch,
+                lease: guard,
+            });
+        }
+
+        // A stream: its body will be reframed, so its length is no longer the upstream's.
+        headers.remove(http::header::CONTENT_LENGTH);
+        let first = match tokio::time::timeout(idle_timeout, body.frame()).await {
+            Err(_) => {
+                return transport_failure(
+                    guard,
+                    Outcome::Timeout,
+                    &account.name,
+                    "the upstream stream never started",
+                );
+            }
+            Ok(Some(Err(_))) => {
+                return transport_failure(
+                    guard,
+                    Outcome::StreamBroken,
+                    &account.name,
+                    "the upstream stream broke before its first event",
+                );
+            }
+            Ok(None) => None,
+            Ok(Some(Ok(frame))) => frame.into_data().ok(),
+        };
+        if let Some(chunk) = first.as_ref().filter(|c| starts_with_error_event(c)) {
+            let event = read_first_event(chunk.clone(), &mut body, idle_timeout).await;
+            let mut report = StreamReport::default();
+            SseFramer::default().push(event, |e| {
+                self.provider.observe_event(e.name, &e.data, &mut report)
+            });
+            if let Some(outcome) = report.error {
+                let error = ProxyError::new(
+                    error_kind_for(&outcome),
+                    "the upstream failed before answering",
+                );
+                let (status, headers, body) = self.provider.error_response(&error);
+                guard.finish(outcome.clone());
+                return Attempt::Failover(
+                    Failure::Upstream {
+                        status,
+                        headers,
+                        body,
+                    },
+                    outcome,
+                );
+            }
+        }
+        Attempt::Deliver(Ready {
+            status: parts.status,
+            headers,
+            first,
+            body,
+            watch: Watch::Events(SseFramer::default()),
+            lease: guard,
+        })
+    }
+}
+
+fn transport_failure(guard: LeaseGuard, outcome: Outcome, account: &str, what: &str) -> Attempt {
+    guard.finish(outcome.clone());
+    let kind = if outcome == Outcome::Timeout {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Upstream
+    };
+    let failure = Failure::Own(ProxyError::new(kind, format!("{what} (account {account})")));
+    Attempt::Failover(failure, outcome)
+}
+
+fn error_kind_for(outcome: &Outcome) -> ErrorKind {
+    match outcome {
+        Outcome::RateLimited { .. } => ErrorKind::RateLimited,
+        Outcome::Overloaded { .. } => ErrorKind::Overloaded,
+        Outcome::AuthRejected { .. } => ErrorKind::Authentication,
+        _ => ErrorKind::Upstream,
+    }
+}
+
+/// Upstream response headers that may travel to the client, plus which account served.
+pub fn response_headers(upstream: &HeaderMap, account: &str) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len() + 1);
+    for (name, value) in upstream {
+        if crate::provider::is_hop_by_hop(name.as_str()) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Ok(value) = HeaderValue::from_str(account) {
+        out.insert("x-sluice-account", value);
+    }
+    out
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+fn starts_with_error_event(chunk: &[u8]) -> bool {
+    let trimmed = chunk
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&chunk[..0], |i| &chunk[i..]);
+    trimmed.starts_with(b"event: error") || trimmed.starts_with(b"event:error")
+}
+
+/// Read on until the first event is complete (bounded), starting from `first`.
+async fn read_first_event(first: Bytes, body: &mut reqwest::Body, idle: Duration) -> Bytes {
+    let mut buffer = BytesMut::from(&first[..]);
+    while memchr::memmem::find(&buffer, b"\n\n").is_none() && buffer.len() < MAX_FIRST_EVENT {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buffer.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    if !buffer.ends_with(b"\n\n") {
+        buffer.extend_from_slice(b"\n\n");
+    }
+    buffer.freeze()
+}
+
+/// Read a (small) body completely, up to `max` bytes.
+async fn read_bounded(body: &mut reqwest::Body, max: usize, idle: Duration) -> Bytes {
+    let mut buffer = BytesMut::new();
+    while buffer.len() < max {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = max - buffer.len();
+                    buffer.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            _ => break,
+        }
+    }
+    buffer.freeze()
+}

@@ -1,0 +1,317 @@
+//! The data path: a client request in, an upstream response out.
+//!
+//! `handle` authenticates the client, reads the (bounded) body, asks the provider what the
+//! request is, and hands it to the attempt loop ([`attempt`]); the committed response streams
+//! back through [`body::ProxyBody`]. A streaming request that has to wait for an account is
+//! answered at once with an SSE response that carries keepalive events until the upstream
+//! stream takes over.
+
+pub mod attempt;
+pub mod body;
+pub mod lease;
+pub mod log;
+pub mod sse;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use tokio::sync::mpsc;
+
+use self::attempt::{Delivery, Exchange, Failure, Held, Ready};
+use self::body::ProxyBody;
+use self::log::RequestRecord;
+use crate::error::{ErrorKind, ProxyError};
+use crate::provider::{self, Provider, RouteKind};
+use crate::state::AppState;
+
+/// Handle any request addressed to a provider API.
+pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(route) = provider::route(&parts.method, parts.uri.path()) else {
+        let anthropic = app
+            .providers()
+            .get(sluice_config::ProviderKind::Anthropic)
+            .clone();
+        let error = ProxyError::new(
+            ErrorKind::NotFound,
+            format!(
+                "sluice does not serve {} {}",
+                parts.method,
+                parts.uri.path()
+            ),
+        );
+        return error_response(anthropic.as_ref(), &error);
+    };
+    let provider = app.providers().get(route.provider).clone();
+    if !app.client_keys().admits(&parts.headers) {
+        let error = ProxyError::new(
+            ErrorKind::Authentication,
+            "sluice needs a client key: send one of the configured client_keys as x-api-key or authorization: Bearer",
+        );
+        return error_response(provider.as_ref(), &error);
+    }
+
+    let limit = app.config().limits.max_request_body;
+    let body = match read_body(body, &parts.headers, limit).await {
+        Ok(body) => body,
+        Err(error) => return error_response(provider.as_ref(), &error),
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+
+    if route.kind == RouteKind::ClientTokenRefresh {
+        return relay_untouched(&app, provider.as_ref(), &parts, &path_and_query, body).await;
+    }
+
+    let facts = provider.inspect(&parts.headers, &body);
+    let record = RequestRecord::new(
+        parts.method.as_str(),
+        parts.uri.path(),
+        route.provider.as_str(),
+        facts.model.clone(),
+    );
+    let exchange = Exchange::new(
+        app,
+        provider,
+        route.kind,
+        parts.method,
+        path_and_query,
+        parts.headers,
+        body,
+        facts,
+        record,
+    );
+    respond(exchange).await
+}
+
+async fn respond(mut exchange: Exchange) -> Response {
+    match exchange.run(None).await {
+        Ok(delivery) => deliver(exchange, delivery),
+        Err(Held) => respond_held(exchange),
+    }
+}
+
+fn deliver(exchange: Exchange, delivery: Delivery) -> Response {
+    match delivery {
+        Delivery::Stream(ready) => stream_response(exchange, ready),
+        Delivery::Failure(failure) => failure_response(exchange, failure),
+    }
+}
+
+fn stream_response(exchange: Exchange, ready: Ready) -> Response {
+    let Ready {
+        status,
+        headers,
+        first,
+        body,
+        watch,
+        lease,
+    } = ready;
+    let mut record = exchange.record;
+    record.status = status.as_u16();
+    let idle = exchange.app.config().upstream.idle_timeout;
+    let body = ProxyBody::new(
+        body,
+        first,
+        watch,
+        exchange.provider,
+        Some(lease),
+        idle,
+        record,
+    );
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn failure_response(exchange: Exchange, failure: Failure) -> Response {
+    let mut record = exchange.record;
+    let response = match failure {
+        Failure::Upstream {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response.headers_mut().remove(http::header::CONTENT_LENGTH);
+            response
+        }
+        Failure::Own(error) => {
+            record.error = Some(error.message.clone());
+            error_response(exchange.provider.as_ref(), &error)
+        }
+    };
+    record.status = response.status().as_u16();
+    record.outcome = "failed";
+    record.emit();
+    response
+}
+
+/// Answer a held streaming request now, with keepalives, and finish it in the background.
+fn respond_held(mut exchange: Exchange) -> Response {
+    let (sink, events) = mpsc::channel::<Bytes>(32);
+    let provider = exchange.provider.clone();
+    tokio::spawn(async move {
+        if sink.send(provider.keepalive_event()).await.is_err() {
+            return;
+        }
+        match exchange.run(Some(&sink)).await {
+            Ok(Delivery::Stream(ready)) => {
+                let response = stream_response(exchange, ready);
+                let mut body = response.into_body();
+                while let Some(frame) = body.frame().await {
+                    let Ok(frame) = frame else { break };
+                    if let Ok(data) = frame.into_data()
+                        && sink.send(data).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            Ok(Delivery::Failure(failure)) => {
+                let error = match &failure {
+                    Failure::Own(error) => error.clone(),
+                    Failure::Upstream { status, body, .. } => upstream_error_summary(*status, body),
+                };
+                let _ = sink.send(provider.error_event(&error)).await;
+                let mut record = exchange.record;
+                record.status = 200;
+                record.outcome = "failed";
+                record.error = Some(error.message);
+                record.emit();
+            }
+            Err(Held) => unreachable!("a request with a keepalive sink is never held again"),
+        }
+    });
+    let body = StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(events)
+            .map(|data| Ok::<_, std::convert::Infallible>(Frame::data(data))),
+    );
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
+}
+
+/// An upstream failure restated as an error of sluice's, keeping the upstream's message type.
+fn upstream_error_summary(status: StatusCode, body: &[u8]) -> ProxyError {
+    let kind = match status.as_u16() {
+        429 => ErrorKind::RateLimited,
+        529 => ErrorKind::Overloaded,
+        401 | 403 => ErrorKind::Authentication,
+        400..=499 => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Upstream,
+    };
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("upstream answered HTTP {}", status.as_u16()));
+    ProxyError::new(kind, message)
+}
+
+/// Read the request body, refusing anything larger than `limit`.
+async fn read_body(body: Body, headers: &http::HeaderMap, limit: u64) -> Result<Bytes, ProxyError> {
+    let too_large = || {
+        ProxyError::new(
+            ErrorKind::RequestTooLarge,
+            format!(
+                "request body exceeds sluice's limit of {limit} bytes (limits.max_request_body)"
+            ),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::InvalidRequest,
+            "could not read the request body",
+        )),
+    }
+}
+
+/// Relay a request exactly as the client sent it (its own credentials included) to the
+/// provider's default base URL: used for the client's own OAuth token refresh.
+async fn relay_untouched(
+    app: &AppState,
+    provider: &dyn Provider,
+    parts: &http::request::Parts,
+    path_and_query: &str,
+    body: Bytes,
+) -> Response {
+    let base = match provider.kind() {
+        sluice_config::ProviderKind::Anthropic => app.config().providers.anthropic.base_url.clone(),
+    };
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if provider::is_hop_by_hop(name.as_str())
+            || matches!(name.as_str(), "host" | "content-length")
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let url = provider.upstream_url(&base, path_and_query);
+    let sent = app
+        .client()
+        .request(parts.method.clone(), url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(upstream) => {
+            let status = upstream.status();
+            let headers = upstream.headers().clone();
+            let response: http::Response<reqwest::Body> = upstream.into();
+            let mut out = Response::new(Body::new(response.into_body()));
+            *out.status_mut() = status;
+            for (name, value) in &headers {
+                if !provider::is_hop_by_hop(name.as_str()) {
+                    out.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            out
+        }
+        Err(_) => error_response(
+            provider,
+            &ProxyError::new(
+                ErrorKind::Upstream,
+                "could not reach the upstream token endpoint",
+            ),
+        ),
+    }
+}
+
+/// An error of sluice's own, in the provider's wire format.
+pub fn error_response(provider: &dyn Provider, error: &ProxyError) -> Response {
+    let (status, headers, body) = provider.error_response(error);
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -1,0 +1,223 @@
+//! The shared state of a running sluice: configuration, one scheduler pool per provider, the
+//! credentials of every account, and the upstream client.
+//!
+//! Scheduler state lives behind a short synchronous lock per pool (decisions take
+//! microseconds and never await). Credentials live apart from the scheduler, in a directory
+//! swapped atomically, so the scheduler never holds a secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use sluice_config::{AccountConfig, Config, Credential, ProviderKind};
+use sluice_scheduler::{
+    AccountId, AccountSpec, CredentialKind, Pool, PoolConfig, PoolSnapshot, Timestamp,
+};
+use tokio::sync::Notify;
+use url::Url;
+
+use crate::auth::ClientKeys;
+use crate::provider::Providers;
+use crate::upstream;
+
+/// The current wall-clock time as the scheduler wants it.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// An account as the proxy uses it to reach the upstream.
+pub struct UpstreamAccount {
+    pub id: AccountId,
+    pub name: String,
+    pub provider: ProviderKind,
+    pub base_url: Url,
+    pub credential: ArcSwap<Credential>,
+}
+
+/// One provider's pool and the signal waiters listen to for capacity changes.
+pub struct PoolHandle {
+    pub provider: ProviderKind,
+    pool: Mutex<Pool>,
+    /// Notified whenever a lease is released or an account changes, so held requests look
+    /// again at once instead of polling.
+    pub changed: Notify,
+}
+
+impl PoolHandle {
+    fn new(provider: ProviderKind, config: PoolConfig) -> Self {
+        PoolHandle {
+            provider,
+            pool: Mutex::new(Pool::new(config)),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Run `f` on the pool under its lock. Never call from inside `f` anything that awaits.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        f(&mut self.pool.lock())
+    }
+
+    /// Run `f` on the pool, then wake held requests.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        let result = f(&mut self.pool.lock());
+        self.changed.notify_waiters();
+        result
+    }
+
+    pub fn snapshot(&self) -> PoolSnapshot {
+        self.with(|pool| pool.snapshot(now()))
+    }
+}
+
+/// Every account's upstream identity and credential, by provider and pool id.
+#[derive(Default)]
+pub struct Directory {
+    accounts: HashMap<(ProviderKind, AccountId), Arc<UpstreamAccount>>,
+}
+
+impl Directory {
+    pub fn get(&self, provider: ProviderKind, id: AccountId) -> Option<&Arc<UpstreamAccount>> {
+        self.accounts.get(&(provider, id))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<UpstreamAccount>> {
+        self.accounts.values()
+    }
+}
+
+/// Why a configuration could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "refusing to listen on non-loopback address {0} without client_keys: anyone who can reach it could spend your accounts"
+    )]
+    ExposedWithoutKeys(std::net::SocketAddr),
+    #[error("could not build the upstream HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+struct Inner {
+    config: ArcSwap<Config>,
+    client_keys: ArcSwap<ClientKeys>,
+    pools: HashMap<ProviderKind, Arc<PoolHandle>>,
+    directory: ArcSwap<Directory>,
+    client: reqwest::Client,
+    providers: Providers,
+    started_at: Instant,
+}
+
+/// Cheaply cloneable handle to everything a running sluice shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// Build the state for `config`: pools, credentials and the upstream client.
+    pub fn new(config: Config) -> Result<AppState, StartError> {
+        if !config.is_loopback_listen() && config.client_keys.is_empty() {
+            return Err(StartError::ExposedWithoutKeys(config.listen));
+        }
+        let client = upstream::build_client(&config.upstream)?;
+        let pool_config = pool_config(&config);
+        let mut pools = HashMap::new();
+        for provider in ProviderKind::ALL {
+            pools.insert(
+                *provider,
+                Arc::new(PoolHandle::new(*provider, pool_config.clone())),
+            );
+        }
+        let mut directory = Directory::default();
+        for account in &config.accounts {
+            let pool = &pools[&account.provider];
+            let id = pool.with(|p| p.upsert_account(account_spec(account)));
+            directory.accounts.insert(
+                (account.provider, id),
+                Arc::new(UpstreamAccount {
+                    id,
+                    name: account.name.clone(),
+                    provider: account.provider,
+                    base_url: base_url(&config, account),
+                    credential: ArcSwap::from_pointee(account.credential.clone()),
+                }),
+            );
+        }
+        Ok(AppState(Arc::new(Inner {
+            client_keys: ArcSwap::from_pointee(ClientKeys::new(&config.client_keys)),
+            config: ArcSwap::from_pointee(config),
+            pools,
+            directory: ArcSwap::from_pointee(directory),
+            client,
+            providers: Providers::default(),
+            started_at: Instant::now(),
+        })))
+    }
+
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.0.config.load()
+    }
+
+    pub fn client_keys(&self) -> arc_swap::Guard<Arc<ClientKeys>> {
+        self.0.client_keys.load()
+    }
+
+    pub fn pool(&self, provider: ProviderKind) -> &Arc<PoolHandle> {
+        &self.0.pools[&provider]
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<PoolHandle>> {
+        ProviderKind::ALL.iter().map(|p| &self.0.pools[p])
+    }
+
+    pub fn directory(&self) -> arc_swap::Guard<Arc<Directory>> {
+        self.0.directory.load()
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.0.client
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.0.providers
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.0.started_at.elapsed()
+    }
+}
+
+fn pool_config(config: &Config) -> PoolConfig {
+    let s = &config.scheduler;
+    PoolConfig {
+        switch_threshold: s.switch_threshold,
+        max_in_flight_per_account: s.max_in_flight_per_account,
+        max_in_flight_total: s.max_in_flight_total,
+        cooldown: s.cooldown,
+        max_cooldown: s.max_cooldown,
+        max_wait: config.queue.max_wait,
+        ..PoolConfig::default()
+    }
+}
+
+fn account_spec(account: &AccountConfig) -> AccountSpec {
+    AccountSpec {
+        name: account.name.clone(),
+        provider: account.provider.to_string(),
+        kind: match account.credential {
+            Credential::ApiKey(_) => CredentialKind::ApiKey,
+            Credential::OAuth { .. } => CredentialKind::OAuth,
+        },
+        priority: account.priority,
+        weight: account.weight,
+        enabled: account.enabled,
+    }
+}
+
+fn base_url(config: &Config, account: &AccountConfig) -> Url {
+    account
+        .upstream
+        .clone()
+        .unwrap_or_else(|| match account.provider {
+            ProviderKind::Anthropic => config.providers.anthropic.base_url.clone(),
+        })
+}

@@ -1,0 +1,83 @@
+//! The subcommands and their dispatch.
+
+mod config;
+mod demo;
+mod serve;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Pool many AI-coding accounts behind one local endpoint"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve(serve::Args),
+    /// Run sluice against simulated accounts (no credentials needed), optionally with traffic.
+    Demo(demo::Args),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Show a running sluice's pool.
+    Status(status::Args),
+}
+
+/// Where `--config` points, shared by subcommands that read the configuration.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ConfigArg {
+    /// Config file (default: $SLUICE_CONFIG, else ~/.config/sluice/config.toml).
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Config(command) => config::run(command),
+        Command::Status(args) => status::run(args),
+    }
+}
+
+/// A multi-threaded runtime for the long-running subcommands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()?)
+}
+
+/// Resolve when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

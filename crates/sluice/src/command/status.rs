@@ -1,0 +1,117 @@
+//! `sluice status`: ask a running sluice for its pool and print it as a table (or JSON).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Base URL of the running sluice (default: from the config's `listen`).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = sluice_config::load(args.config.config.as_deref())?;
+    let base = args
+        .url
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    sluice_server::upstream::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body: Value = runtime.block_on(async {
+        let mut request =
+            reqwest::Client::new().get(format!("{}/status", base.trim_end_matches('/')));
+        if let Some(key) = config.client_keys.first() {
+            request = request.header("x-api-key", key.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach sluice at {base} (is it running?)"))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .context("sluice answered something that is not JSON")?;
+        anyhow::ensure!(status.is_success(), "sluice answered HTTP {status}: {body}");
+        Ok::<_, anyhow::Error>(body)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        print!("{}", render(&body));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fixed-width table of the accounts in a `/status` document.
+pub fn render(status: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let totals = &status["totals"];
+    out.push_str(&format!(
+        "sluice {} on {} · strategy {} · {} of {} accounts available · {} in flight · {} ok / {} failed\n",
+        text(&status["version"]),
+        text(&status["listen"]),
+        text(&status["strategy"]),
+        text(&totals["available"]),
+        text(&totals["accounts"]),
+        text(&totals["in_flight"]),
+        text(&totals["completed"]),
+        text(&totals["failed"]),
+    ));
+    out.push_str(&format!(
+        "{:<18} {:<10} {:<8} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5}  {}\n",
+        "ACCOUNT", "PROVIDER", "KIND", "STATE", "INFL", "OK", "FAIL", "5H", "7D", "LAST ERROR"
+    ));
+    for account in status["accounts"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<18} {:<10} {:<8} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5}  {}\n",
+            text(&account["name"]),
+            text(&account["provider"]),
+            text(&account["kind"]),
+            text(&account["state"]),
+            text(&account["in_flight"]),
+            text(&account["completed"]),
+            text(&account["failed"]),
+            short_window_use(&account["quota"]),
+            percent(account["quota"]["weekly"]["utilization"].as_f64()),
+            account["last_error"].as_str().unwrap_or(""),
+        ));
+    }
+    out
+}
+
+/// The 5-hour window's use, or for API-key accounts the fullest rate-limit bucket.
+fn short_window_use(quota: &Value) -> String {
+    if let Some(u) = quota["session"]["utilization"].as_f64() {
+        return percent(Some(u));
+    }
+    let used = ["requests", "tokens", "input_tokens", "output_tokens"]
+        .iter()
+        .filter_map(|bucket| {
+            let limit = quota[bucket]["limit"].as_f64()?;
+            let remaining = quota[bucket]["remaining"].as_f64()?;
+            (limit > 0.0).then(|| 1.0 - remaining / limit)
+        })
+        .reduce(f64::max);
+    percent(used)
+}
+
+fn percent(fraction: Option<f64>) -> String {
+    fraction.map_or_else(|| "-".to_owned(), |u| format!("{:.0}%", u * 100.0))
+}
