@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::burn::BurnRate;
 use crate::incident::Fingerprint;
 use crate::load::LoadHistory;
 use crate::quota::QuotaState;
@@ -153,6 +154,12 @@ pub struct AccountState {
     pub recovered_at: Option<Timestamp>,
     pub load: LoadHistory,
     pub quota: QuotaState,
+    /// How fast the 5-hour window is being spent (window-fractions per hour).
+    #[serde(default)]
+    pub session_burn: BurnRate,
+    /// How fast the weekly window is being spent.
+    #[serde(default)]
+    pub weekly_burn: BurnRate,
     pub tokens: TokenTotals,
 }
 

@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod availability;
+pub mod burn;
 mod config;
 pub mod decision;
 pub mod headers;
@@ -27,6 +28,7 @@ pub mod session;
 pub mod snapshot;
 pub mod strategy;
 pub mod time;
+pub mod weight;
 
 pub use account::{AccountId, AccountSpec, AccountState, CredentialKind, ErrorClass, TokenTotals};
 pub use availability::Availability;

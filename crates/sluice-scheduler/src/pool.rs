@@ -474,7 +474,18 @@ impl Pool {
     /// Apply quota learned from a response (or a usage probe) on account `id`.
     pub fn observe_quota(&mut self, id: AccountId, observation: &QuotaObservation, now: Timestamp) {
         if let Some(slot) = self.slot_mut(id) {
-            slot.state.quota.apply(observation, now);
+            let state = &mut slot.state;
+            state.quota.apply(observation, now);
+            if observation.session_utilization.is_some()
+                && let Some(w) = &state.quota.session
+            {
+                state.session_burn.observe(w.utilization, w.resets_at, now);
+            }
+            if observation.weekly_utilization.is_some()
+                && let Some(w) = &state.quota.weekly
+            {
+                state.weekly_burn.observe(w.utilization, w.resets_at, now);
+            }
         }
     }
 
