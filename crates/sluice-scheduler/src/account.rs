@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::burn::BurnRate;
+use crate::burn::{BurnRate, Decaying};
 use crate::incident::Fingerprint;
 use crate::load::LoadHistory;
 use crate::quota::QuotaState;
@@ -160,6 +160,10 @@ pub struct AccountState {
     /// How fast the weekly window is being spent.
     #[serde(default)]
     pub weekly_burn: BurnRate,
+    /// Conversations that recently started here (or moved here), fading over
+    /// [`crate::burn::ARRIVAL_TIME_CONSTANT`]: load the burn rates cannot show yet.
+    #[serde(default)]
+    pub arrivals: Decaying,
     pub tokens: TokenTotals,
 }
 

@@ -16,6 +16,10 @@ use crate::time::Timestamp;
 /// Smoothing time constant of the rates.
 pub const BURN_TIME_CONSTANT: Duration = Duration::from_secs(20 * 60);
 
+/// How long a conversation's arrival on an account keeps counting. The same as the burn
+/// rates', so their ratio (what one conversation spends) does not drift while the pool idles.
+pub const ARRIVAL_TIME_CONSTANT: Duration = BURN_TIME_CONSTANT;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BurnRate {
     /// Window-fractions per hour as of `at`.
@@ -76,5 +80,27 @@ mod tests {
         let before = rate.at_time(now);
         rate.observe(0.0, Some(Timestamp::from_secs(200_000)), now);
         assert!(rate.at_time(now) <= before);
+    }
+}
+
+/// A count of recent events that fades with a time constant (e.g. conversations that
+/// recently started on an account).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decaying {
+    value: f64,
+    at: Option<Timestamp>,
+}
+
+impl Decaying {
+    pub fn bump(&mut self, now: Timestamp, time_constant: Duration) {
+        self.value = self.at_time(now, time_constant) + 1.0;
+        self.at = Some(now.max(self.at.unwrap_or(now)));
+    }
+
+    pub fn at_time(&self, now: Timestamp, time_constant: Duration) -> f64 {
+        let Some(at) = self.at else {
+            return 0.0;
+        };
+        self.value * (-now.since(at).as_secs_f64() / time_constant.as_secs_f64()).exp()
     }
 }

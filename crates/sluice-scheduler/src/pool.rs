@@ -405,9 +405,21 @@ impl Pool {
             self.cursor = (index + 1) % self.slots.len();
         }
         let rehome = self.config.strategy == Strategy::Adaptive;
+        let arrived = request
+            .conversation
+            .is_some_and(|key| self.sessions.get(key).is_none_or(|b| b.current != id));
         let moved_conversation = request
             .conversation
             .is_some_and(|key| self.sessions.bind(key, id, priority, now, rehome));
+        if arrived {
+            self.slots[index]
+                .state
+                .arrivals
+                .bump(now, crate::burn::ARRIVAL_TIME_CONSTANT);
+        }
+        if self.config.strategy == Strategy::Sticky {
+            self.sticky = Some(id);
+        }
         Lease {
             account: id,
             weight,

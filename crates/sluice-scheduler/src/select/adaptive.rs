@@ -2,7 +2,15 @@
 //! where quota is least scarce relative to each account's capacity, and spend quota that
 //! would otherwise expire unused.
 
-use super::{Choice, RecentLoad, View, recovery_ramp};
+use super::{Choice, View, recovery_ramp};
+use crate::burn::ARRIVAL_TIME_CONSTANT;
+
+/// How long a newly placed conversation is expected to keep spending, for the forecast.
+const NEWCOMER_HOURS: f64 = 0.5;
+/// How far ahead the current spending is projected: conversations end, so further out the
+/// rate says little.
+const HORIZON_HOURS: f64 = 1.0;
+const OVERFILL: f64 = 0.25;
 use crate::availability::Availability;
 use crate::decision::RequestInfo;
 use crate::pace::{WEEK, WeeklyTier, elapsed_fraction, scarcity};
@@ -34,14 +42,7 @@ pub(super) fn choose(view: &View<'_>, request: &RequestInfo) -> Option<Choice> {
         }
     }
 
-    let recent = RecentLoad::measure(view);
-    let total_weight: f64 = view
-        .pool
-        .slots
-        .iter()
-        .filter(|s| s.spec.enabled)
-        .map(|s| f64::from(s.spec.weight.max(1)))
-        .sum();
+    let per_conversation = per_conversation_burn(view);
     for pass in 0..4 {
         let allowed = |i: usize| match pass {
             0 => view.usable(i) && tiers[i].allowed(false, false),
@@ -55,7 +56,7 @@ pub(super) fn choose(view: &View<'_>, request: &RequestInfo) -> Option<Choice> {
                 continue;
             }
             let priority = view.priority(i);
-            let cost = cost(view, &recent, total_weight, i, request.weight);
+            let cost = cost(view, per_conversation, i, request.weight);
             if best.is_none_or(|(_, p, c)| priority < p || (priority == p && cost < c)) {
                 best = Some((i, priority, cost));
             }
@@ -67,6 +68,21 @@ pub(super) fn choose(view: &View<'_>, request: &RequestInfo) -> Option<Choice> {
     None
 }
 
+/// What one conversation spends of a 5-hour window per hour, in units of a weight-1
+/// account's window: the pool's current spending over the conversations recently placed.
+fn per_conversation_burn(view: &View<'_>) -> f64 {
+    let (mut burn, mut conversations) = (0.0, 0.0);
+    for slot in &view.pool.slots {
+        burn += slot.state.session_burn.at_time(view.now) * f64::from(slot.spec.weight.max(1));
+        conversations += slot.state.arrivals.at_time(view.now, ARRIVAL_TIME_CONSTANT);
+    }
+    if conversations >= 0.5 {
+        burn / conversations
+    } else {
+        0.0
+    }
+}
+
 fn better_priority_available(view: &View<'_>, tiers: &[WeeklyTier], bound: usize) -> bool {
     let priority = view.priority(bound);
     (0..view.len()).any(|i| {
@@ -74,52 +90,59 @@ fn better_priority_available(view: &View<'_>, tiers: &[WeeklyTier], bound: usize
     })
 }
 
-/// The cost of placing new work on an account; lower is preferred. Every term is relative
-/// to the account's capacity (its `weight`), so a Max 20x account is not treated like a Pro.
-fn cost(view: &View<'_>, recent: &RecentLoad, total_weight: f64, index: usize, weight: u32) -> f64 {
+/// The cost of placing new work on an account; lower is preferred.
+fn cost(view: &View<'_>, per_conversation: f64, index: usize, weight: u32) -> f64 {
     let config = view.pool.config();
+    let now = view.now;
     let slot = view.slot(index);
     let state = &slot.state;
     let capacity = f64::from(slot.spec.weight.max(1));
-    let fair_share = if total_weight > 0.0 {
-        capacity / total_weight
-    } else {
-        1.0
+    let quota = &state.quota;
+
+    // Where the 5-hour window is heading: its use now plus its recent spending rate until
+    // it resets. Past 1, conversations on it will have to move before the reset.
+    let (used_5h, hours_left) = match &quota.session {
+        Some(w) => (
+            w.used(),
+            w.resets_at
+                .filter(|r| *r > now)
+                .map_or(5.0, |r| now.until(r).as_secs_f64() / 3600.0),
+        ),
+        None => (0.0, 5.0),
     };
+    // The rate: what the readings show, or what the conversations that just arrived will
+    // spend once they show (whichever is more), plus this newcomer.
+    let measured = state.session_burn.at_time(now);
+    let expected = state.arrivals.at_time(now, ARRIVAL_TIME_CONSTANT) * per_conversation / capacity;
+    let newcomer = per_conversation / capacity * hours_left.min(NEWCOMER_HOURS);
+    let projected = used_5h + measured.max(expected) * hours_left.min(HORIZON_HOURS) + newcomer;
+
+    // Weekly slack: quota left beyond an even burn to the reset. Positive: it will go unused
+    // unless spent faster (use it or lose it); negative: the week is burning ahead of pace.
+    let slack = quota
+        .weekly
+        .as_ref()
+        .and_then(|w| Some((w.used(), w.resets_at?)))
+        .map_or(0.0, |(used, reset)| {
+            (1.0 - used) - (1.0 - elapsed_fraction(reset, WEEK, now))
+        });
+    let scarcity = scarcity(quota, now);
+    // A week with quota to spare is filled to the brim of each 5-hour window (what is left at
+    // its reset is lost); a tight week is not.
+    let target = 0.95 + OVERFILL * (slack / 0.2).clamp(0.0, 1.0);
+    let overflow = (projected - target).max(0.0);
 
     let concurrency = (state.active_weight as f64 + f64::from(weight.max(1))) / capacity;
-    let over_share = recent.share(index) / fair_share;
-    let scarcity = scarcity(&state.quota, view.now);
-    let session_left = state.quota.session.as_ref().map_or(1.0, |w| {
-        (config.switch_threshold - w.used()).max(0.0) / config.switch_threshold
-    });
-    // Weekly quota that will expire unused if not spent soon: much left, reset near.
-    let expiring = state
-        .quota
-        .weekly
-        .as_ref()
-        .and_then(|w| Some((w, w.resets_at?)))
-        .map_or(0.0, |(w, reset)| {
-            (1.0 - w.used()) * elapsed_fraction(reset, WEEK, view.now)
-        });
     let ramp = recovery_ramp(slot, view);
     let failures = f64::from(state.consecutive_failures) * config.failure_penalty;
-    let weekly_unknown = state
-        .quota
-        .weekly
-        .as_ref()
-        .and_then(|w| w.resets_at)
-        .is_none();
+    let weekly_unknown = quota.weekly.as_ref().and_then(|w| w.resets_at).is_none();
     let exploration = if weekly_unknown {
         -config.exploration_bonus
     } else {
         0.0
     };
-    concurrency
-        + config.spread_share_weight * over_share
+    0.1 * concurrency + 10.0 * overflow - 4.0 * slack
         + config.scarcity_weight * scarcity
-        + 2.0 * (1.0 - session_left)
-        - 2.0 * expiring
         + ramp
         + failures
         + exploration
