@@ -76,6 +76,7 @@ pub struct Pool {
     queue: AdmissionQueue,
     breaker: Option<Breaker>,
     incidents: Incidents,
+    /// The last time any account answered a request successfully (or began to).
     last_success_at: Option<Timestamp>,
 }
 
@@ -291,6 +292,9 @@ impl Pool {
         if self.slots.is_empty() {
             return self.refuse(ticket, None, Unavailable::NoAccounts);
         }
+        if self.slots.iter().all(|s| excluded.contains(&s.id)) {
+            return self.refuse(ticket, None, Unavailable::AllTried);
+        }
         let gate = Breaker::gate(self.breaker.as_ref(), now);
         if let Gate::Held(until) = gate {
             return self.hold(ticket, until, Unavailable::UpstreamThrottled, now);
@@ -498,6 +502,17 @@ impl Pool {
             {
                 state.weekly_burn.observe(w.utilization, w.resets_at, now);
             }
+        }
+    }
+
+    /// The upstream accepted the request on `lease` (a success status, and for a stream its
+    /// first event): the upstream serves, even if the response takes minutes to finish. An
+    /// open breaker whose probe this is closes now.
+    pub fn upstream_accepted(&mut self, lease: &mut Lease, now: Timestamp) {
+        self.last_success_at = Some(self.last_success_at.map_or(now, |t| t.max(now)));
+        if lease.probe {
+            lease.probe = false;
+            self.close_breaker(now);
         }
     }
 

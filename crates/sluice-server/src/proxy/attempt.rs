@@ -292,7 +292,7 @@ impl Exchange {
     }
 
     async fn try_account(&mut self, lease: Lease) -> Attempt {
-        let guard = LeaseGuard::new(self.pool.clone(), lease);
+        let mut guard = LeaseGuard::new(self.pool.clone(), lease);
         let account_id = guard.lease().map(|l| l.account);
         let account =
             account_id.and_then(|id| self.app.directory().get(self.provider.kind(), id).cloned());
@@ -390,6 +390,7 @@ impl Exchange {
             } else {
                 Watch::Opaque
             };
+            guard.accepted();
             return Attempt::Deliver(Ready {
                 status: parts.status,
                 headers,
@@ -445,6 +446,7 @@ impl Exchange {
                 );
             }
         }
+        guard.accepted();
         Attempt::Deliver(Ready {
             status: parts.status,
             headers,
