@@ -523,7 +523,7 @@ impl Pool {
         let Some(index) = self.index_of(lease.account) else {
             // Removed while in flight (only possible through a config reload).
             if lease.probe {
-                self.finish_probe(None, false, now);
+                self.finish_probe(ProbeResult::Abandoned, now);
             }
             return;
         };
@@ -589,8 +589,7 @@ impl Pool {
             }
             Outcome::Neutral => {
                 if lease.probe {
-                    // The probe never reached a verdict: let the next request probe.
-                    self.finish_probe(None, false, now);
+                    self.finish_probe(ProbeResult::Abandoned, now);
                 }
                 return;
             }
@@ -605,7 +604,12 @@ impl Pool {
             }
         }
         if lease.probe {
-            self.finish_probe(incident.map(|(_, r)| r), outcome.is_success(), now);
+            let result = match (&outcome, incident) {
+                (Outcome::Success { .. }, _) => ProbeResult::Success,
+                (_, Some((_, retry_after))) => ProbeResult::Throttled(retry_after),
+                _ => ProbeResult::Failed,
+            };
+            self.finish_probe(result, now);
         }
         if let Some((fingerprint, retry_after)) = incident {
             self.note_incident(fingerprint, lease.account, retry_after, now);
@@ -671,21 +675,27 @@ impl Pool {
         self.queue.start_ramp(now, self.config.admission_ramp);
     }
 
-    /// The recovery probe came back. `throttled` is `Some(retry_after)` when it failed the
-    /// way the upstream throttles (then the breaker re-arms for that long).
-    fn finish_probe(&mut self, throttled: Option<Option<Duration>>, success: bool, now: Timestamp) {
-        if success {
+    /// The recovery probe came back with `result`.
+    fn finish_probe(&mut self, result: ProbeResult, now: Timestamp) {
+        if result == ProbeResult::Success {
             self.close_breaker(now);
             return;
         }
         let probe_retry = self.config.probe_retry;
-        let rearm = throttled.map(|retry_after| now + bench_length(retry_after, &self.config));
+        let rearm = match result {
+            ProbeResult::Throttled(retry_after) => {
+                Some(now + bench_length(retry_after, &self.config))
+            }
+            _ => None,
+        };
         if let Some(breaker) = self.breaker.as_mut() {
             breaker.probe_in_flight = false;
-            match rearm {
-                Some(until) => breaker.until = until,
-                None if breaker.until <= now => breaker.until = now + probe_retry,
-                None => {}
+            match (result, rearm) {
+                (_, Some(until)) => breaker.until = until,
+                // It failed some other way: try another probe a little later.
+                (ProbeResult::Failed, None) => breaker.until = breaker.until.max(now + probe_retry),
+                // No verdict (the client left): the next request probes at once.
+                _ => {}
             }
         }
     }
@@ -805,6 +815,18 @@ impl Pool {
     fn slot_mut(&mut self, id: AccountId) -> Option<&mut Slot> {
         self.slots.iter_mut().find(|s| s.id == id)
     }
+}
+
+/// What became of the breaker's recovery probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeResult {
+    Success,
+    /// Failed the way the upstream throttles (ambiguous 429, 529, 5xx), with its retry-after.
+    Throttled(Option<Duration>),
+    /// Failed otherwise (transport, auth, the account's own quota).
+    Failed,
+    /// No verdict: the client went away.
+    Abandoned,
 }
 
 fn transient(

@@ -2,43 +2,10 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::*;
 use sluice_scheduler::*;
-
-fn spec(name: &str, priority: i32) -> AccountSpec {
-    AccountSpec {
-        name: name.to_owned(),
-        provider: "anthropic".to_owned(),
-        kind: CredentialKind::OAuth,
-        priority,
-        weight: 1,
-        enabled: true,
-    }
-}
-
-fn t(secs: i64) -> Timestamp {
-    Timestamp::from_secs(1_800_000_000 + secs)
-}
-
-fn route(pool: &mut Pool, request: &RequestInfo, excluded: &[AccountId], now: Timestamp) -> Lease {
-    match pool.acquire(request, excluded, now) {
-        Decision::Route(lease) => lease,
-        other => panic!("expected a route, got {other:?}"),
-    }
-}
-
-fn ok() -> Outcome {
-    Outcome::Success {
-        tokens: TokenTotals::default(),
-    }
-}
-
-fn conversation(name: &str) -> RequestInfo {
-    RequestInfo {
-        conversation: Some(ConversationKey::from_raw(name)),
-        weight: 1,
-        ticket: None,
-    }
-}
 
 #[test]
 fn sequential_requests_take_turns_among_equal_accounts() {
@@ -71,13 +38,6 @@ fn priority_wins_then_least_in_flight() {
         vec![high1, high2]
     );
     let _ = low;
-}
-
-fn pool_with(strategy: Strategy) -> Pool {
-    Pool::new(PoolConfig {
-        strategy,
-        ..PoolConfig::default()
-    })
 }
 
 #[test]
