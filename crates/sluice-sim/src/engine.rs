@@ -244,19 +244,6 @@ impl<'a> Engine<'a> {
                             self.pool.observe_quota(lease.account, &observation, now);
                             let conv = &mut self.convs[c];
                             if conv.last_account.is_some_and(|a| a != upstream) {
-                                if std::env::var_os("SIM_DEBUG").is_some() {
-                                    eprintln!(
-                                        "{:7.2}h move {} {} -> {} u5={:?}",
-                                        START.until(now).as_secs_f64() / 3600.0,
-                                        self.scenario.conversations[c].id,
-                                        self.scenario.accounts[conv.last_account.unwrap()].name,
-                                        self.scenario.accounts[upstream].name,
-                                        self.upstreams
-                                            .iter()
-                                            .map(|u| (u.session_utilization() * 100.0).round())
-                                            .collect::<Vec<_>>()
-                                    );
-                                }
                                 self.metrics.moves += 1;
                                 if !conv.moved {
                                     conv.moved = true;
