@@ -102,7 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn outcome(kind: u8) -> Outcome {
     match kind {
-        0 | 1 | 2 | 3 => ok(),
+        0..=3 => ok(),
         4 => ambiguous_429(20),
         5 => Outcome::Overloaded { retry_after: None },
         6 => Outcome::Connect,

@@ -2,10 +2,13 @@
 
 use crate::metrics::Report;
 
+/// A row of the table: its label and how to show one report's value.
+type Row = (&'static str, Box<dyn Fn(&Report) -> String>);
+
 /// The reports of one scenario as an aligned text table, one column per strategy.
 pub fn table(reports: &[Report]) -> String {
     let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1} %", v * 100.0));
-    let rows: Vec<(&str, Box<dyn Fn(&Report) -> String>)> = vec![
+    let rows: Vec<Row> = vec![
         (
             "requests served",
             Box::new(|r| format!("{} / {}", r.served, r.requests)),
@@ -69,7 +72,7 @@ pub fn table(reports: &[Report]) -> String {
     cells.push(header);
     for (label, value) in &rows {
         let mut row = vec![(*label).to_owned()];
-        row.extend(reports.iter().map(|r| value(r)));
+        row.extend(reports.iter().map(value));
         cells.push(row);
     }
     if let Some(first) = reports.first() {

@@ -16,6 +16,9 @@ use crate::workload::AccountPlan;
 /// How long the upstream keeps a conversation's prompt cache after its last use.
 pub const PROMPT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 
+/// Response headers as (name, value) pairs.
+pub type Headers = Vec<(String, String)>;
+
 /// What one served request cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Served {
@@ -121,7 +124,7 @@ impl SimUpstream {
         context: u64,
         input: u64,
         output: u64,
-    ) -> Result<(Served, Vec<(String, String)>), (Vec<(String, String)>, Duration)> {
+    ) -> Result<(Served, Headers), (Headers, Duration)> {
         self.roll(now);
         let session_full = self.session_used >= self.capacity_5h;
         let weekly_full = self.weekly_used >= self.capacity_7d;
@@ -162,7 +165,7 @@ impl SimUpstream {
     }
 
     /// The `anthropic-ratelimit-unified-*` headers as the real API sends them.
-    pub fn headers(&self, now: Timestamp) -> Vec<(String, String)> {
+    pub fn headers(&self, now: Timestamp) -> Headers {
         let u5 = self.session_utilization();
         let u7 = self.weekly_utilization();
         let r5 = epoch_secs_ceil(self.session_reset(now));
