@@ -379,3 +379,31 @@ fn quota_survives_a_restart_but_stale_windows_do_not() {
     );
     assert_eq!(quota.weekly_used(), Some(0.3));
 }
+
+#[test]
+fn the_whole_pool_round_trips_through_serde_and_decides_the_same() {
+    let mut pool = Pool::new(PoolConfig::default());
+    let a = pool.upsert_account(spec("a", 0));
+    let b = pool.upsert_account(spec("b", 1));
+    pool.observe_quota(a, &windows(0.4, t(3600), 0.2, t(86_400)), t(0));
+    let lease = route(&mut pool, &conversation("kept"), &[], t(1));
+    pool.release(lease, ok(), t(1));
+    let lease = route(&mut pool, &RequestInfo::default(), &[a], t(2));
+    pool.release(lease, Outcome::Overloaded { retry_after: None }, t(2));
+    pool.set_preferred(Some(b));
+
+    let json = serde_json::to_string(&pool).unwrap();
+    assert!(!json.contains("sk-"), "no credential could be in it");
+    let mut restored: Pool = serde_json::from_str(&json).unwrap();
+    for i in 0..5 {
+        let now = t(3 + i);
+        let request = conversation("kept");
+        let (x, y) = (
+            route(&mut pool, &request, &[], now),
+            route(&mut restored, &request, &[], now),
+        );
+        assert_eq!(x, y);
+        pool.release(x, ok(), now);
+        restored.release(y, ok(), now);
+    }
+}
