@@ -204,6 +204,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_config_accepts_exactly_the_schedulers_strategies() {
+        let scheduler: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(sluice_config::KNOWN_STRATEGIES, scheduler.as_slice());
+    }
+
+    #[test]
     fn only_a_json_media_type_counts() {
         let mut headers = HeaderMap::new();
         assert!(!is_json(&headers));
