@@ -12,9 +12,19 @@ use url::Url;
 
 use crate::secret::{MaskedUrl, Secret};
 
-/// Scheduler strategies the server knows how to run. Adding a strategy means
-/// adding its name here (and implementing it in the scheduler).
-pub const KNOWN_STRATEGIES: &[&str] = &["adaptive"];
+/// Scheduler strategies the server knows how to run, the default first. Adding a
+/// strategy means adding its name here (and implementing it in the scheduler, whose
+/// `Strategy` names must match these).
+pub const KNOWN_STRATEGIES: &[&str] = &[
+    "adaptive",
+    "sticky",
+    "round-robin",
+    "least-requests",
+    "weighted",
+    "fill-first",
+    "drain-soonest",
+    "maxpool",
+];
 
 /// The fully validated sluice configuration.
 #[derive(Debug, Clone)]

@@ -898,10 +898,10 @@ mod tests {
     #[test]
     fn unknown_names_list_accepted_values() {
         assert_fails(
-            "[scheduler]\nstrategy = \"round-robin\"\n",
+            "[scheduler]\nstrategy = \"random\"\n",
             "scheduler.strategy",
             2,
-            "accepted values: \"adaptive\"",
+            "accepted values: \"adaptive\", \"sticky\", \"round-robin\"",
         );
         assert_fails(
             "[[accounts]]\nname = \"a\"\nprovider = \"codex\"\napi_key = \"k\"\n",

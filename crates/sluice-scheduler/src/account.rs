@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::burn::{BurnRate, Decaying};
+use crate::incident::Fingerprint;
 use crate::load::LoadHistory;
 use crate::quota::QuotaState;
 use crate::time::Timestamp;
@@ -133,10 +135,17 @@ pub struct AccountState {
     pub last_error: Option<LastError>,
     pub last_success_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
-    /// Benched by the account's own rate limit until then.
+    /// Benched by a rate limit until then.
     pub rate_limited_until: Option<Timestamp>,
-    /// Short backoff after a transient failure (529, 5xx, connect, timeout).
+    /// Set when the bench came from a 429 with no evidence of the account's own quota: lifted
+    /// early if the same 429 shows up on another account.
+    pub rate_limit_fingerprint: Option<Fingerprint>,
+    /// Short, growing backoff after a transport failure (connect, timeout, broken stream).
     pub cooldown_until: Option<Timestamp>,
+    /// Provisional exclusion after a 529/5xx, lifted early when the same failure shows up on
+    /// another account (then it was the upstream's, not this account's).
+    pub provisional_until: Option<Timestamp>,
+    pub provisional_fingerprint: Option<Fingerprint>,
     /// Upstream rejected the credential; cleared when the credential changes.
     pub auth_failed: bool,
     /// The credential can no longer be refreshed; only a new login revives the account.
@@ -145,21 +154,48 @@ pub struct AccountState {
     pub recovered_at: Option<Timestamp>,
     pub load: LoadHistory,
     pub quota: QuotaState,
+    /// How fast the 5-hour window is being spent (window-fractions per hour).
+    #[serde(default)]
+    pub session_burn: BurnRate,
+    /// How fast the weekly window is being spent.
+    #[serde(default)]
+    pub weekly_burn: BurnRate,
+    /// Conversations that recently started here (or moved here), fading over
+    /// [`crate::burn::ARRIVAL_TIME_CONSTANT`]: load the burn rates cannot show yet.
+    #[serde(default)]
+    pub arrivals: Decaying,
     pub tokens: TokenTotals,
 }
 
 impl AccountState {
-    /// Lift benches and cooldowns whose time has come, noting the recovery instant.
-    pub(crate) fn settle(&mut self, now: Timestamp) {
+    /// Lift benches and cooldowns whose time has come, noting the recovery instant. Returns
+    /// whether the account just came back from one.
+    pub(crate) fn settle(&mut self, now: Timestamp) -> bool {
+        let mut recovered = false;
         if self.rate_limited_until.is_some_and(|until| until <= now) {
             self.rate_limited_until = None;
-            self.recovered_at = Some(now);
+            self.rate_limit_fingerprint = None;
+            recovered = true;
         }
         if self.cooldown_until.is_some_and(|until| until <= now) {
             self.cooldown_until = None;
+            recovered = true;
+        }
+        if self.provisional_until.is_some_and(|until| until <= now) {
+            self.provisional_until = None;
+            self.provisional_fingerprint = None;
+            recovered = true;
+        }
+        if recovered {
             self.recovered_at = Some(now);
         }
         self.quota.clear_expired(now);
+        recovered
+    }
+
+    /// The later of the transport cooldown and the provisional exclusion, if either is on.
+    pub fn cooling_until(&self) -> Option<Timestamp> {
+        self.cooldown_until.max(self.provisional_until)
     }
 
     pub(crate) fn record_error(&mut self, class: ErrorClass, status: Option<u16>, now: Timestamp) {

@@ -10,9 +10,6 @@ use crate::pool::PoolConfig;
 use crate::quota::UnifiedStatus;
 use crate::time::Timestamp;
 
-/// Weekly utilization at which an account is treated as exhausted whatever its status says.
-pub const WEEKLY_EXHAUSTED: f64 = 0.985;
-
 /// How long a high utilization with no known reset keeps an account out before it is tried
 /// again to relearn its quota.
 pub const UNKNOWN_RESET_RECHECK: Duration = Duration::from_secs(5 * 60);
@@ -31,8 +28,15 @@ pub enum Availability {
     CoolingDown {
         until: Timestamp,
     },
-    /// At the switch threshold of a window, or rejected by the upstream, until the reset.
+    /// Out of quota (rejected by the upstream, the week used up, an API bucket at its
+    /// threshold) until the reset.
     QuotaExhausted {
+        until: Timestamp,
+    },
+    /// The 5-hour window is at `switch_threshold` but not yet exhausted: no new work until it
+    /// resets. (The adaptive strategy lets conversations already there finish their turns,
+    /// and uses it before refusing anyone.)
+    OverThreshold {
         until: Timestamp,
     },
     AtCapacity,
@@ -52,6 +56,7 @@ impl Availability {
             Availability::RateLimited { .. } => "rate_limited",
             Availability::CoolingDown { .. } => "cooling_down",
             Availability::QuotaExhausted { .. } => "quota_exhausted",
+            Availability::OverThreshold { .. } => "over_threshold",
             Availability::AtCapacity => "at_capacity",
         }
     }
@@ -62,7 +67,8 @@ impl Availability {
         match self {
             Availability::RateLimited { until }
             | Availability::CoolingDown { until }
-            | Availability::QuotaExhausted { until } => Some(until),
+            | Availability::QuotaExhausted { until }
+            | Availability::OverThreshold { until } => Some(until),
             _ => None,
         }
     }
@@ -79,7 +85,9 @@ impl Availability {
         match self {
             Availability::RateLimited { .. } => Unavailable::RateLimited,
             Availability::CoolingDown { .. } => Unavailable::CoolingDown,
-            Availability::QuotaExhausted { .. } => Unavailable::QuotaExhausted,
+            Availability::QuotaExhausted { .. } | Availability::OverThreshold { .. } => {
+                Unavailable::QuotaExhausted
+            }
             Availability::AtCapacity => Unavailable::AtCapacity,
             Availability::Available
             | Availability::Disabled
@@ -109,11 +117,14 @@ pub(crate) fn availability(
     if let Some(until) = state.rate_limited_until.filter(|u| *u > now) {
         return Availability::RateLimited { until };
     }
-    if let Some(until) = state.cooldown_until.filter(|u| *u > now) {
+    if let Some(until) = state.cooling_until().filter(|u| *u > now) {
         return Availability::CoolingDown { until };
     }
     if let Some(blocked) = quota_block(state, config, now) {
         return blocked;
+    }
+    if let Some(until) = over_threshold(state, config, now) {
+        return Availability::OverThreshold { until };
     }
     if state.in_flight >= config.max_in_flight_per_account
         || global_in_flight >= config.max_in_flight_total
@@ -125,12 +136,7 @@ pub(crate) fn availability(
 
 fn quota_block(state: &AccountState, config: &PoolConfig, now: Timestamp) -> Option<Availability> {
     let quota = &state.quota;
-    // A high reading with no known reset keeps the account out only for a while, after which
-    // it is tried again to relearn its quota.
-    let recheck = quota
-        .updated_at
-        .map(|at| at + UNKNOWN_RESET_RECHECK)
-        .filter(|at| *at > now);
+    let recheck = recheck_at(state, now);
     let session_reset = quota.session.as_ref().and_then(|w| w.resets_at);
 
     // Several windows may block; the account is back only when the last of them resets.
@@ -139,13 +145,16 @@ fn quota_block(state: &AccountState, config: &PoolConfig, now: Timestamp) -> Opt
     if quota.status == Some(UnifiedStatus::Rejected) {
         block(quota.status_resets_at.or(session_reset).or(recheck));
     }
-    if let Some(session) = quota.session.as_ref()
-        && session.used() >= config.switch_threshold
+    for window in [quota.session.as_ref(), quota.weekly.as_ref()]
+        .into_iter()
+        .flatten()
     {
-        block(session.resets_at.or(recheck));
+        if window.status == Some(UnifiedStatus::Rejected) || window.utilization >= 1.0 {
+            block(window.resets_at.or(recheck));
+        }
     }
     if let Some(weekly) = quota.weekly.as_ref()
-        && weekly.used() >= WEEKLY_EXHAUSTED
+        && weekly.used() >= config.weekly_exhausted
     {
         block(weekly.resets_at.or(recheck));
     }
@@ -155,4 +164,22 @@ fn quota_block(state: &AccountState, config: &PoolConfig, now: Timestamp) -> Opt
         }
     }
     latest.map(|until| Availability::QuotaExhausted { until })
+}
+
+/// A high reading with no known reset keeps an account out only for a while, after which it
+/// is tried again to relearn its quota.
+fn recheck_at(state: &AccountState, now: Timestamp) -> Option<Timestamp> {
+    state
+        .quota
+        .updated_at
+        .map(|at| at + UNKNOWN_RESET_RECHECK)
+        .filter(|at| *at > now)
+}
+
+/// When the 5-hour window is at the switch threshold (but not exhausted): until its reset.
+fn over_threshold(state: &AccountState, config: &PoolConfig, now: Timestamp) -> Option<Timestamp> {
+    let session = state.quota.session.as_ref()?;
+    (session.used() >= config.switch_threshold)
+        .then(|| session.resets_at.or(recheck_at(state, now)))
+        .flatten()
 }

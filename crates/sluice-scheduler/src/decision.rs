@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::account::AccountId;
+use crate::queue::Ticket;
 use crate::session::ConversationKey;
 use crate::time::Timestamp;
 
@@ -14,6 +15,8 @@ pub struct RequestInfo {
     pub conversation: Option<ConversationKey>,
     /// Relative cost of the request (at least 1).
     pub weight: u32,
+    /// The request's place in the admission queue, once it has had to wait.
+    pub ticket: Option<Ticket>,
 }
 
 /// Permission to send one request on one account. Hand it back exactly once through
@@ -27,6 +30,8 @@ pub struct Lease {
     pub conversation: Option<ConversationKey>,
     /// Whether this placement moved the conversation off the account it was on.
     pub moved_conversation: bool,
+    /// This request is the single recovery probe of an open upstream breaker.
+    pub probe: bool,
 }
 
 /// Why no account could take a request.
@@ -47,6 +52,10 @@ pub enum Unavailable {
     AtCapacity,
     /// Every remaining account is disabled or failing authentication.
     Unusable,
+    /// The upstream is throttling every account; requests are held until a probe succeeds.
+    UpstreamThrottled,
+    /// Earlier requests are waiting for capacity first.
+    Queued,
 }
 
 impl Unavailable {
@@ -59,7 +68,17 @@ impl Unavailable {
             Unavailable::QuotaExhausted => "quota_exhausted",
             Unavailable::AtCapacity => "at_capacity",
             Unavailable::Unusable => "unusable",
+            Unavailable::UpstreamThrottled => "upstream_throttled",
+            Unavailable::Queued => "queued",
         }
+    }
+
+    /// Whether waiting can help: the refusal is temporary.
+    pub fn is_temporary(self) -> bool {
+        !matches!(
+            self,
+            Unavailable::NoAccounts | Unavailable::AllTried | Unavailable::Unusable
+        )
     }
 }
 
@@ -68,10 +87,13 @@ pub enum Decision {
     /// Send the request on this account.
     Route(Lease),
     /// Nothing can serve now, but something will soon: hold the request and ask again at
-    /// `until`, or earlier when the pool signals a change (`None`: only on a change).
+    /// `until`, or earlier when the pool signals a change (`None`: only on a change). The
+    /// request is queued: ask again with `ticket` in [`RequestInfo::ticket`], or give the
+    /// place up with [`crate::Pool::leave_queue`].
     Wait {
         until: Option<Timestamp>,
         reason: Unavailable,
+        ticket: Ticket,
     },
     /// Nothing can serve within the hold window: refuse, telling the client when to retry.
     Reject {

@@ -284,4 +284,66 @@ mod tests {
         assert_eq!(parse_retry_after("later", NOW), None);
         assert_eq!(parse_retry_after("inf", NOW), None);
     }
+
+    #[test]
+    fn edge_cases_are_read_leniently() {
+        let obs = parse(&[
+            ("anthropic-ratelimit-unified-status", "  REJECTED "),
+            ("anthropic-ratelimit-unified-5h-status", "something_new"),
+            (
+                "anthropic-ratelimit-unified-representative-claim",
+                " seven_day ",
+            ),
+            ("anthropic-ratelimit-unified-5h-utilization", " 0.25 , 0.9"),
+            ("anthropic-ratelimit-unified-7d-utilization", "0"),
+            // A reset already in the past is kept as such (and forgotten on first use).
+            ("anthropic-ratelimit-unified-7d-reset", "1766990000"),
+            ("anthropic-ratelimit-unified-reset", "0"),
+            ("anthropic-ratelimit-unified-5h-reset", ""),
+        ]);
+        assert_eq!(obs.status, Some(UnifiedStatus::Rejected));
+        assert_eq!(obs.session_status, Some(UnifiedStatus::Unknown));
+        assert_eq!(obs.representative_claim.as_deref(), Some("seven_day"));
+        assert_eq!(obs.session_utilization, Some(0.25));
+        assert_eq!(obs.weekly_utilization, Some(0.0));
+        assert_eq!(obs.weekly_reset, Some(Timestamp::from_secs(1_766_990_000)));
+        assert_eq!(obs.status_reset, Some(NOW), "a zero delay is now");
+        assert_eq!(obs.session_reset, None, "an empty value is no value");
+
+        let mut quota = crate::quota::QuotaState::default();
+        quota.apply(&obs, NOW);
+        quota.clear_expired(NOW);
+        assert!(quota.weekly.is_none(), "the stale weekly window is dropped");
+
+        // When a header repeats, the later value wins.
+        let obs = parse(&[
+            ("anthropic-ratelimit-unified-5h-utilization", "0.1"),
+            ("anthropic-ratelimit-unified-5h-utilization", "0.2"),
+        ]);
+        assert_eq!(obs.session_utilization, Some(0.2));
+        // Names outside the family, or a family this version does not know, are ignored.
+        let obs = parse(&[
+            ("anthropic-ratelimit-widgets-limit", "5"),
+            ("anthropic-ratelimit-widgets-remaining", "1"),
+            ("x-ratelimit-remaining", "0"),
+        ]);
+        assert!(obs.is_empty());
+    }
+
+    #[test]
+    fn retry_after_edge_cases() {
+        assert_eq!(parse_retry_after("0.2", NOW), Some(MIN_RETRY_AFTER));
+        assert_eq!(parse_retry_after("", NOW), None);
+        assert_eq!(parse_retry_after("NaN", NOW), None);
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", NOW),
+            Some(MIN_RETRY_AFTER),
+            "a date in the past waits the minimum"
+        );
+        assert_eq!(
+            parse_retry_after("1e9", NOW),
+            Some(MAX_RETRY_AFTER),
+            "absurd delays are clamped, not ignored"
+        );
+    }
 }

@@ -1,9 +1,16 @@
-//! One provider's pool of accounts: placement, leases, and learning from outcomes.
+//! One provider's pool of accounts: placement, leases, admission, and learning from outcomes.
 //!
 //! The pool is a plain state machine. The proxy asks it for a [`Decision`], carries the
 //! decision out, and reports what happened; every method takes the current time. Nothing
 //! here blocks, sleeps or touches the network, so a decision costs microseconds and the
 //! simulator can drive the very same code with a virtual clock.
+//!
+//! `acquire` runs three gates before choosing: the upstream breaker (held while the upstream
+//! throttles everyone, one probe when its time is up), the admission queue (first come, first
+//! served), then the strategy's choice among the accounts that can serve. `release` turns
+//! what happened into account health: benches for the account's own quota, provisional
+//! exclusions and incidents for failures that may be the upstream's, cooldowns for transport
+//! failures.
 
 use std::time::Duration;
 
@@ -12,47 +19,20 @@ use serde::{Deserialize, Serialize};
 use crate::account::{AccountId, AccountSpec, AccountState, ErrorClass};
 use crate::availability::{Availability, availability};
 use crate::decision::{Decision, Lease, RequestInfo, Unavailable};
+use crate::incident::{Breaker, Fingerprint, Gate, Incidents};
 use crate::outcome::Outcome;
-use crate::quota::{QuotaObservation, QuotaState};
+use crate::queue::{AdmissionQueue, Ticket};
+use crate::quota::{QuotaObservation, QuotaState, UnifiedStatus};
 use crate::select;
 use crate::session::SessionTable;
-use crate::snapshot::{AccountSnapshot, PoolSnapshot};
+use crate::snapshot::{AccountSnapshot, PoolSnapshot, SchedulerSnapshot};
+use crate::strategy::Strategy;
 use crate::time::Timestamp;
 
-/// Tunables of a pool. Defaults match sluice's documented configuration defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PoolConfig {
-    /// 5-hour (and API bucket) utilization at which an account stops taking new work.
-    pub switch_threshold: f64,
-    pub max_in_flight_per_account: u32,
-    pub max_in_flight_total: u32,
-    /// First transient-failure cooldown; doubles with each consecutive failure.
-    pub cooldown: Duration,
-    pub max_cooldown: Duration,
-    /// Hold a request when an account recovers within this long; refuse otherwise.
-    pub max_wait: Duration,
-    /// Bench length for a 429 that says nothing usable about when to retry.
-    pub default_rate_limit: Duration,
-    /// Forget conversations idle this long.
-    pub session_ttl: Duration,
-    pub max_sessions: usize,
-}
+pub use crate::config::PoolConfig;
 
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            switch_threshold: 0.90,
-            max_in_flight_per_account: 50,
-            max_in_flight_total: 150,
-            cooldown: Duration::from_secs(5),
-            max_cooldown: Duration::from_secs(5 * 60),
-            max_wait: Duration::from_secs(30),
-            default_rate_limit: Duration::from_secs(30),
-            session_ttl: Duration::from_secs(12 * 60 * 60),
-            max_sessions: 100_000,
-        }
-    }
-}
+/// Extra time a queue ticket is kept beyond `max_wait` before it is presumed abandoned.
+const TICKET_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Slot {
@@ -89,6 +69,15 @@ pub struct Pool {
     pub(crate) cursor: usize,
     pub(crate) global_in_flight: u32,
     last_eviction: Timestamp,
+    /// Preferred-account routing: this account whenever it can serve, else the strategy.
+    pub(crate) preferred: Option<AccountId>,
+    /// The `sticky` strategy's current account.
+    pub(crate) sticky: Option<AccountId>,
+    queue: AdmissionQueue,
+    breaker: Option<Breaker>,
+    incidents: Incidents,
+    /// The last time any account answered a request successfully (or began to).
+    last_success_at: Option<Timestamp>,
 }
 
 impl Pool {
@@ -101,6 +90,12 @@ impl Pool {
             cursor: 0,
             global_in_flight: 0,
             last_eviction: Timestamp::EPOCH,
+            preferred: None,
+            sticky: None,
+            queue: AdmissionQueue::default(),
+            breaker: None,
+            incidents: Incidents::default(),
+            last_success_at: None,
         }
     }
 
@@ -110,6 +105,39 @@ impl Pool {
 
     pub fn set_config(&mut self, config: PoolConfig) {
         self.config = config;
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.config.strategy
+    }
+
+    /// Switch strategy at runtime. Conversation bindings are kept.
+    pub fn set_strategy(&mut self, strategy: Strategy) {
+        self.config.strategy = strategy;
+    }
+
+    /// The preferred account, if preferred-account routing is on.
+    pub fn preferred(&self) -> Option<AccountId> {
+        self.preferred
+    }
+
+    /// Route to `account` whenever it can serve (failing over to the strategy when it
+    /// cannot), or back to automatic routing with `None`. Refused (false) for an unknown or
+    /// disabled account.
+    pub fn set_preferred(&mut self, account: Option<AccountId>) -> bool {
+        match account {
+            None => {
+                self.preferred = None;
+                true
+            }
+            Some(id) => match self.slot(id) {
+                Some(slot) if slot.spec.enabled => {
+                    self.preferred = Some(id);
+                    true
+                }
+                _ => false,
+            },
+        }
     }
 
     // ----- membership -------------------------------------------------------------------
@@ -125,7 +153,11 @@ impl Pool {
                 weight: spec.weight.max(1),
                 ..spec
             };
-            return slot.id;
+            let id = slot.id;
+            if !slot.spec.enabled && self.preferred == Some(id) {
+                self.preferred = None;
+            }
+            return id;
         }
         let id = AccountId(self.next_id);
         self.next_id += 1;
@@ -149,6 +181,16 @@ impl Pool {
         }
         let slot = self.slots.remove(index);
         self.sessions.forget_account(id);
+        self.incidents.forget_account(id);
+        if self.preferred == Some(id) {
+            self.preferred = None;
+        }
+        if self.sticky == Some(id) {
+            self.sticky = None;
+        }
+        if self.cursor >= self.slots.len() {
+            self.cursor = 0;
+        }
         Ok(slot.spec)
     }
 
@@ -160,6 +202,9 @@ impl Pool {
     }
 
     pub fn set_enabled(&mut self, id: AccountId, enabled: bool) -> bool {
+        if !enabled && self.preferred == Some(id) {
+            self.preferred = None;
+        }
         self.slot_mut(id)
             .map(|s| s.spec.enabled = enabled)
             .is_some()
@@ -215,6 +260,24 @@ impl Pool {
         })
     }
 
+    /// Where a conversation lives now, if the pool knows it.
+    pub fn conversation(
+        &self,
+        key: crate::session::ConversationKey,
+    ) -> Option<&crate::session::Binding> {
+        self.sessions.get(key)
+    }
+
+    /// Requests waiting for capacity, in order.
+    pub fn queued(&self) -> impl Iterator<Item = Ticket> + '_ {
+        self.queue.tickets()
+    }
+
+    /// The open upstream breaker, if any.
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.as_ref()
+    }
+
     // ----- placement --------------------------------------------------------------------
 
     /// Choose an account for a request, never one in `excluded` (already tried).
@@ -225,25 +288,115 @@ impl Pool {
         now: Timestamp,
     ) -> Decision {
         self.housekeeping(now);
+        let ticket = request.ticket.filter(|t| self.queue.contains(*t));
         if self.slots.is_empty() {
-            return Decision::Reject {
-                retry_after: None,
-                reason: Unavailable::NoAccounts,
-            };
+            return self.refuse(ticket, None, Unavailable::NoAccounts);
         }
+        if self.slots.iter().all(|s| excluded.contains(&s.id)) {
+            return self.refuse(ticket, None, Unavailable::AllTried);
+        }
+        let gate = Breaker::gate(self.breaker.as_ref(), now);
+        if let Gate::Held(until) = gate {
+            return self.hold(ticket, until, Unavailable::UpstreamThrottled, now);
+        }
+        if !self.queue.may_go(ticket) {
+            return self.hold(ticket, None, Unavailable::Queued, now);
+        }
+        if ticket.is_some()
+            && let Some(at) = self.queue.spacing_until(now, self.config.admission_spacing)
+        {
+            return self.hold(ticket, Some(at), Unavailable::Queued, now);
+        }
+
         let verdicts: Vec<Availability> = self
             .slots
             .iter()
             .map(|s| availability(&s.spec, &s.state, &self.config, self.global_in_flight, now))
             .collect();
-
-        match select::choose(self, &verdicts, request, excluded) {
-            Some(index) => Decision::Route(self.lease(index, request, now)),
-            None => self.unavailable(&verdicts, excluded, now),
+        match select::choose(self, &verdicts, request, excluded, now) {
+            Some(choice) => {
+                if let Some(ticket) = ticket {
+                    self.queue.admitted(ticket, now);
+                }
+                let probe = gate == Gate::Probe;
+                if probe && let Some(breaker) = self.breaker.as_mut() {
+                    breaker.probe_in_flight = true;
+                }
+                Decision::Route(self.lease(choice, request, probe, now))
+            }
+            None => {
+                let stalled = self
+                    .slots
+                    .iter()
+                    .zip(&verdicts)
+                    .any(|(s, v)| v.is_available() && excluded.contains(&s.id));
+                match self.unavailable(&verdicts, excluded, now) {
+                    Ok((until, reason)) => {
+                        let decision = self.hold(ticket, until, reason, now);
+                        if let Decision::Wait { ticket, .. } = &decision {
+                            self.queue.set_stalled(*ticket, stalled);
+                        }
+                        decision
+                    }
+                    Err((retry_after, reason)) => self.refuse(ticket, retry_after, reason),
+                }
+            }
         }
     }
 
-    fn lease(&mut self, index: usize, request: &RequestInfo, now: Timestamp) -> Lease {
+    /// Give up a place in the queue (the client went away, or stopped waiting).
+    pub fn leave_queue(&mut self, ticket: Ticket) {
+        self.queue.leave(ticket);
+    }
+
+    /// Wait (queued) for `until`, or refuse if that is beyond the hold window.
+    fn hold(
+        &mut self,
+        ticket: Option<Ticket>,
+        until: Option<Timestamp>,
+        reason: Unavailable,
+        now: Timestamp,
+    ) -> Decision {
+        if let Some(at) = until
+            && at > now + self.config.max_wait
+        {
+            return self.refuse(
+                ticket,
+                Some(now.until(at).max(Duration::from_secs(1))),
+                reason,
+            );
+        }
+        let ticket = ticket.unwrap_or_else(|| self.queue.join(now));
+        Decision::Wait {
+            until,
+            reason,
+            ticket,
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        ticket: Option<Ticket>,
+        retry_after: Option<Duration>,
+        reason: Unavailable,
+    ) -> Decision {
+        if let Some(ticket) = ticket {
+            self.queue.leave(ticket);
+        }
+        Decision::Reject {
+            retry_after,
+            reason,
+        }
+    }
+
+    fn lease(
+        &mut self,
+        choice: select::Choice,
+        request: &RequestInfo,
+        probe: bool,
+        now: Timestamp,
+    ) -> Lease {
+        let index = choice.index;
         let weight = request.weight.max(1);
         let slot = &mut self.slots[index];
         slot.state.in_flight += 1;
@@ -252,26 +405,44 @@ impl Pool {
         let id = slot.id;
         let priority = slot.spec.priority;
         self.global_in_flight += 1;
-        self.cursor = (index + 1) % self.slots.len();
+        if choice.advance_cursor {
+            self.cursor = (index + 1) % self.slots.len();
+        }
+        let rehome = self.config.strategy == Strategy::Adaptive;
+        let arrived = request
+            .conversation
+            .is_some_and(|key| self.sessions.get(key).is_none_or(|b| b.current != id));
         let moved_conversation = request
             .conversation
-            .is_some_and(|key| self.sessions.bind(key, id, priority, now));
+            .is_some_and(|key| self.sessions.bind(key, id, priority, now, rehome));
+        if arrived {
+            self.slots[index]
+                .state
+                .arrivals
+                .bump(now, crate::burn::ARRIVAL_TIME_CONSTANT);
+        }
+        if self.config.strategy == Strategy::Sticky {
+            self.sticky = Some(id);
+        }
         Lease {
             account: id,
             weight,
             started_at: now,
             conversation: request.conversation,
             moved_conversation,
+            probe,
         }
     }
 
-    /// Nothing can serve: wait for the soonest recovery if it is close, else refuse.
+    /// Nothing can serve: `Ok` to wait (for the soonest recovery if it is close, or for a
+    /// release), `Err` to refuse.
+    #[allow(clippy::type_complexity)]
     fn unavailable(
         &self,
         verdicts: &[Availability],
         excluded: &[AccountId],
         now: Timestamp,
-    ) -> Decision {
+    ) -> Result<(Option<Timestamp>, Unavailable), (Option<Duration>, Unavailable)> {
         let mut soonest: Option<Timestamp> = None;
         let mut waits_on_release = false;
         let mut reason: Option<Unavailable> = None;
@@ -300,32 +471,17 @@ impl Pool {
             }
         }
         if untried == 0 {
-            return Decision::Reject {
-                retry_after: None,
-                reason: Unavailable::AllTried,
-            };
+            return Err((None, Unavailable::AllTried));
         }
         let reason = reason.unwrap_or(Unavailable::Unusable);
         if waits_on_release {
             // Capacity frees up as soon as any request finishes.
-            return Decision::Wait {
-                until: soonest.filter(|s| *s <= now + self.config.max_wait),
-                reason,
-            };
+            return Ok((soonest.filter(|s| *s <= now + self.config.max_wait), reason));
         }
         match soonest {
-            Some(at) if at <= now + self.config.max_wait => Decision::Wait {
-                until: Some(at),
-                reason,
-            },
-            Some(at) => Decision::Reject {
-                retry_after: Some(now.until(at).max(Duration::from_secs(1))),
-                reason,
-            },
-            None => Decision::Reject {
-                retry_after: None,
-                reason,
-            },
+            Some(at) if at <= now + self.config.max_wait => Ok((Some(at), reason)),
+            Some(at) => Err((Some(now.until(at).max(Duration::from_secs(1))), reason)),
+            None => Err((None, reason)),
         }
     }
 
@@ -334,27 +490,57 @@ impl Pool {
     /// Apply quota learned from a response (or a usage probe) on account `id`.
     pub fn observe_quota(&mut self, id: AccountId, observation: &QuotaObservation, now: Timestamp) {
         if let Some(slot) = self.slot_mut(id) {
-            slot.state.quota.apply(observation, now);
+            let state = &mut slot.state;
+            state.quota.apply(observation, now);
+            if observation.session_utilization.is_some()
+                && let Some(w) = &state.quota.session
+            {
+                state.session_burn.observe(w.utilization, w.resets_at, now);
+            }
+            if observation.weekly_utilization.is_some()
+                && let Some(w) = &state.quota.weekly
+            {
+                state.weekly_burn.observe(w.utilization, w.resets_at, now);
+            }
         }
     }
 
-    /// Hand a lease back with what happened. Updates health, load and benches.
+    /// The upstream accepted the request on `lease` (a success status, and for a stream its
+    /// first event): the upstream serves, even if the response takes minutes to finish. An
+    /// open breaker whose probe this is closes now.
+    pub fn upstream_accepted(&mut self, lease: &mut Lease, now: Timestamp) {
+        self.last_success_at = Some(self.last_success_at.map_or(now, |t| t.max(now)));
+        if lease.probe {
+            lease.probe = false;
+            self.close_breaker(now);
+        }
+    }
+
+    /// Hand a lease back with what happened. Updates health, load, benches and the breaker.
     pub fn release(&mut self, lease: Lease, outcome: Outcome, now: Timestamp) {
         self.global_in_flight = self.global_in_flight.saturating_sub(1);
         let config = self.config.clone();
-        let Some(slot) = self.slot_mut(lease.account) else {
-            return; // removed while in flight (only possible through a config reload)
+        let Some(index) = self.index_of(lease.account) else {
+            // Removed while in flight (only possible through a config reload).
+            if lease.probe {
+                self.finish_probe(ProbeResult::Abandoned, now);
+            }
+            return;
         };
-        let state = &mut slot.state;
+        let state = &mut self.slots[index].state;
         state.in_flight = state.in_flight.saturating_sub(1);
         state.active_weight = state.active_weight.saturating_sub(u64::from(lease.weight));
 
+        // The failure to compare across accounts, and the `retry-after` that came with it.
+        let mut incident: Option<(Fingerprint, Option<Duration>)> = None;
         let failed_class = match &outcome {
             Outcome::Success { tokens } => {
                 state.completed += 1;
                 state.consecutive_failures = 0;
                 state.last_status = Some(200);
                 state.last_success_at = Some(now);
+                state.provisional_until = None;
+                state.provisional_fingerprint = None;
                 state.tokens.add(tokens);
                 None
             }
@@ -363,20 +549,35 @@ impl Pool {
                 retry_after,
             } => {
                 state.record_error(ErrorClass::RateLimited, Some(*status), now);
-                state.rate_limited_until =
-                    Some(now + rate_limit_bench(state, *retry_after, &config, now));
+                match own_quota_reset(&state.quota, &config, now) {
+                    Some(reset) => {
+                        // The account's own quota: out until its reset, whatever else happens.
+                        let until = reset
+                            .filter(|at| *at > now)
+                            .unwrap_or_else(|| now + bench_length(*retry_after, &config));
+                        state.rate_limited_until = Some(until);
+                        state.rate_limit_fingerprint = None;
+                    }
+                    None => {
+                        state.rate_limited_until = Some(now + bench_length(*retry_after, &config));
+                        state.rate_limit_fingerprint = Some(Fingerprint::RateLimited);
+                        incident = Some((Fingerprint::RateLimited, *retry_after));
+                    }
+                }
                 Some(ErrorClass::RateLimited)
             }
             Outcome::Overloaded { retry_after } => {
                 state.record_error(ErrorClass::Overloaded, Some(529), now);
-                let backoff = state
-                    .cooldown_for(config.cooldown, config.max_cooldown)
-                    .max(retry_after.unwrap_or_default().min(config.max_cooldown));
-                state.cooldown_until = Some(now + backoff);
+                provisional(state, Fingerprint::Overloaded, *retry_after, &config, now);
+                incident = Some((Fingerprint::Overloaded, *retry_after));
                 Some(ErrorClass::Overloaded)
             }
             Outcome::ServerError { status } => {
-                transient(state, ErrorClass::ServerError, Some(*status), &config, now)
+                state.record_error(ErrorClass::ServerError, Some(*status), now);
+                let fingerprint = Fingerprint::ServerError { status: *status };
+                provisional(state, fingerprint, None, &config, now);
+                incident = Some((fingerprint, None));
+                Some(ErrorClass::ServerError)
             }
             Outcome::Connect => transient(state, ErrorClass::Connect, None, &config, now),
             Outcome::Timeout => transient(state, ErrorClass::Timeout, None, &config, now),
@@ -386,9 +587,117 @@ impl Pool {
                 state.auth_failed = true;
                 Some(ErrorClass::AuthRejected)
             }
-            Outcome::Neutral => return,
+            Outcome::Neutral => {
+                if lease.probe {
+                    self.finish_probe(ProbeResult::Abandoned, now);
+                }
+                return;
+            }
         };
         state.load.record(now, lease.weight, failed_class.is_none());
+
+        if outcome.is_success() {
+            self.last_success_at = Some(now);
+            if self.breaker.is_some() {
+                // Any success is proof the upstream serves again.
+                self.close_breaker(now);
+            }
+        }
+        if lease.probe {
+            let result = match (&outcome, incident) {
+                (Outcome::Success { .. }, _) => ProbeResult::Success,
+                (_, Some((_, retry_after))) => ProbeResult::Throttled(retry_after),
+                _ => ProbeResult::Failed,
+            };
+            self.finish_probe(result, now);
+        }
+        if let Some((fingerprint, retry_after)) = incident {
+            self.note_incident(fingerprint, lease.account, retry_after, now);
+        }
+    }
+
+    /// The same failure on several accounts: not theirs. With no success since it began, the
+    /// upstream is throttling everyone: open the breaker.
+    fn note_incident(
+        &mut self,
+        fingerprint: Fingerprint,
+        account: AccountId,
+        retry_after: Option<Duration>,
+        now: Timestamp,
+    ) {
+        let incident = self
+            .incidents
+            .note(fingerprint, account, now, self.config.incident_window);
+        if incident.accounts.len() < 2 {
+            return;
+        }
+        for id in &incident.accounts {
+            if let Some(slot) = self.slots.iter_mut().find(|s| s.id == *id) {
+                let state = &mut slot.state;
+                if state.provisional_fingerprint == Some(fingerprint) {
+                    state.provisional_until = None;
+                    state.provisional_fingerprint = None;
+                }
+                if state.rate_limit_fingerprint == Some(fingerprint) {
+                    state.rate_limited_until = None;
+                    state.rate_limit_fingerprint = None;
+                }
+            }
+        }
+        let nothing_succeeded = self.last_success_at.is_none_or(|t| t < incident.first_at);
+        if nothing_succeeded {
+            self.open_breaker(fingerprint, retry_after, now);
+            self.incidents.forget(fingerprint);
+        }
+    }
+
+    fn open_breaker(&mut self, reason: Fingerprint, retry_after: Option<Duration>, now: Timestamp) {
+        let until = now + bench_length(retry_after, &self.config);
+        match self.breaker.as_mut() {
+            Some(breaker) => {
+                breaker.until = breaker.until.max(until);
+                breaker.reason = reason;
+                breaker.probe_in_flight = false;
+            }
+            None => {
+                self.breaker = Some(Breaker {
+                    until,
+                    probe_in_flight: false,
+                    reason,
+                    opened_at: now,
+                })
+            }
+        }
+    }
+
+    fn close_breaker(&mut self, now: Timestamp) {
+        self.breaker = None;
+        self.queue.start_ramp(now, self.config.admission_ramp);
+    }
+
+    /// The recovery probe came back with `result`.
+    fn finish_probe(&mut self, result: ProbeResult, now: Timestamp) {
+        if result == ProbeResult::Success {
+            self.close_breaker(now);
+            return;
+        }
+        let probe_retry = self.config.probe_retry;
+        let rearm = match result {
+            ProbeResult::Throttled(retry_after) => {
+                Some(now + bench_length(retry_after, &self.config))
+            }
+            _ => None,
+        };
+        if let Some(breaker) = self.breaker.as_mut() {
+            breaker.probe_in_flight = false;
+            match (result, rearm) {
+                (_, Some(until)) => breaker.until = until,
+                // It failed some other way: try another probe a little later.
+                (ProbeResult::Failed, None) => breaker.until = breaker.until.max(now + probe_retry),
+                // No verdict (the client left): the next request probes at once.
+                _ => {}
+            }
+        }
     }
 
     /// The account's credential changed (refresh, new login, edited config): forget that the
@@ -453,22 +762,45 @@ impl Pool {
                     self.global_in_flight,
                     now,
                 );
-                AccountSnapshot::new(slot.id, &slot.spec, &slot.state, verdict, now)
+                AccountSnapshot::new(slot.id, &slot.spec, &slot.state, verdict, &self.config, now)
             })
             .collect();
-        PoolSnapshot::new(accounts, self.sessions.len(), self.global_in_flight)
+        let scheduler = SchedulerSnapshot {
+            strategy: self.config.strategy,
+            preferred_account: self
+                .preferred
+                .and_then(|id| self.slot(id))
+                .map(|s| s.spec.name.clone()),
+            queued: self.queue.len(),
+            oldest_queued_ms: self
+                .queue
+                .oldest_wait(now)
+                .map_or(0, |d| d.as_millis() as u64),
+            breaker: self.breaker.clone(),
+        };
+        PoolSnapshot::new(
+            accounts,
+            self.sessions.len(),
+            self.global_in_flight,
+            scheduler,
+        )
     }
 
     // ----- internals --------------------------------------------------------------------
 
     fn housekeeping(&mut self, now: Timestamp) {
+        let mut recovered = false;
         for slot in &mut self.slots {
-            slot.state.settle(now);
+            recovered |= slot.state.settle(now);
+        }
+        if recovered {
+            self.queue.start_ramp(now, self.config.admission_ramp);
         }
         if now.since(self.last_eviction) >= Duration::from_secs(60) {
             self.last_eviction = now;
             self.sessions
                 .evict(now, self.config.session_ttl, self.config.max_sessions);
+            self.queue.sweep(now, self.config.max_wait + TICKET_GRACE);
         }
     }
 
@@ -485,6 +817,18 @@ impl Pool {
     }
 }
 
+/// What became of the breaker's recovery probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeResult {
+    Success,
+    /// Failed the way the upstream throttles (ambiguous 429, 529, 5xx), with its retry-after.
+    Throttled(Option<Duration>),
+    /// Failed otherwise (transport, auth, the account's own quota).
+    Failed,
+    /// No verdict: the client went away.
+    Abandoned,
+}
+
 fn transient(
     state: &mut AccountState,
     class: ErrorClass,
@@ -497,22 +841,59 @@ fn transient(
     Some(class)
 }
 
-/// How long a 429 benches an account: until the upstream's own reset when it said the
-/// account is rejected, else `retry-after`, else a default.
-fn rate_limit_bench(
-    state: &AccountState,
+/// Exclude the account for a short while after a failure that may not be its own.
+fn provisional(
+    state: &mut AccountState,
+    fingerprint: Fingerprint,
     retry_after: Option<Duration>,
     config: &PoolConfig,
     now: Timestamp,
-) -> Duration {
-    let quota = &state.quota;
-    let rejected_until = (quota.status == Some(crate::quota::UnifiedStatus::Rejected))
-        .then_some(quota.status_resets_at)
-        .flatten()
-        .filter(|at| *at > now)
-        .map(|at| now.until(at));
-    rejected_until
-        .or(retry_after)
-        .unwrap_or(config.default_rate_limit)
-        .max(Duration::from_secs(1))
+) {
+    let length = retry_after
+        .unwrap_or(config.provisional_exclusion)
+        .clamp(Duration::from_secs(1), config.max_provisional_exclusion);
+    state.provisional_until = Some(state.provisional_until.unwrap_or(now).max(now + length));
+    state.provisional_fingerprint = Some(fingerprint);
+}
+
+/// How long a 429 (or the breaker) holds when only `retry-after`, or nothing, says so.
+fn bench_length(retry_after: Option<Duration>, config: &PoolConfig) -> Duration {
+    retry_after.unwrap_or(config.default_rate_limit).clamp(
+        crate::headers::MIN_RETRY_AFTER,
+        crate::headers::MAX_RETRY_AFTER,
+    )
+}
+
+/// Whether the account's quota says the 429 was its own, and if so until when (`Some(None)`:
+/// its own, reset unknown).
+fn own_quota_reset(
+    quota: &QuotaState,
+    config: &PoolConfig,
+    now: Timestamp,
+) -> Option<Option<Timestamp>> {
+    let mut own = false;
+    let mut latest: Option<Timestamp> = None;
+    let mut note = |reset: Option<Timestamp>| {
+        own = true;
+        latest = latest.max(reset.filter(|r| *r > now));
+    };
+    if quota.status == Some(UnifiedStatus::Rejected) {
+        note(quota.status_resets_at);
+    }
+    if let Some(w) = &quota.session
+        && (w.status == Some(UnifiedStatus::Rejected) || w.utilization >= 1.0)
+    {
+        note(w.resets_at);
+    }
+    if let Some(w) = &quota.weekly
+        && (w.status == Some(UnifiedStatus::Rejected) || w.used() >= config.weekly_exhausted)
+    {
+        note(w.resets_at);
+    }
+    for bucket in quota.buckets() {
+        if bucket.remaining == 0 {
+            note(bucket.resets_at);
+        }
+    }
+    own.then_some(latest)
 }

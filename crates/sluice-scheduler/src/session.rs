@@ -6,6 +6,11 @@
 //! displaced conversation does not bounce between accounts and returns home once home
 //! recovers. Conversation identities are hashed before they get here: no raw session ids are
 //! kept.
+//!
+//! Which account counts as home is the strategy's call: maxpool's rule moves home only to a
+//! strictly better priority (so a displaced conversation bounces back), sluice's adaptive
+//! rule also re-homes on an equal priority (the new account holds the warm cache now, so
+//! going back would only cost another cold start).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,13 +66,15 @@ impl SessionTable {
     }
 
     /// Record that `key` was routed to `account`. Returns true when this moved the
-    /// conversation off the account it was last on.
+    /// conversation off the account it was last on. With `rehome_on_equal`, an account of the
+    /// same priority as home becomes the new home.
     pub fn bind(
         &mut self,
         key: ConversationKey,
         account: AccountId,
         priority: i32,
         now: Timestamp,
+        rehome_on_equal: bool,
     ) -> bool {
         match self.bindings.get_mut(&key) {
             Some(binding) => {
@@ -75,7 +82,10 @@ impl SessionTable {
                 if moved {
                     binding.moves = binding.moves.saturating_add(1);
                 }
-                if account == binding.home || priority < binding.home_priority {
+                if account == binding.home
+                    || priority < binding.home_priority
+                    || (rehome_on_equal && priority == binding.home_priority)
+                {
                     binding.home = account;
                     binding.home_priority = priority;
                 }
@@ -142,13 +152,21 @@ mod tests {
         let mut table = SessionTable::default();
         let key = ConversationKey::from_raw("conv");
         let t = Timestamp::from_secs(1);
-        assert!(!table.bind(key, AccountId(1), 5, t));
-        assert!(table.bind(key, AccountId(2), 5, t), "moved to a peer");
+        assert!(!table.bind(key, AccountId(1), 5, t, false));
+        assert!(
+            table.bind(key, AccountId(2), 5, t, false),
+            "moved to a peer"
+        );
         assert_eq!(table.get(key).unwrap().home, AccountId(1));
         assert_eq!(table.get(key).unwrap().current, AccountId(2));
-        table.bind(key, AccountId(3), 0, t);
+        table.bind(key, AccountId(3), 0, t, false);
         assert_eq!(table.get(key).unwrap().home, AccountId(3));
         assert_eq!(table.get(key).unwrap().moves, 2);
+        // Re-homing on an equal priority; never onto a worse one.
+        table.bind(key, AccountId(4), 0, t, true);
+        assert_eq!(table.get(key).unwrap().home, AccountId(4));
+        table.bind(key, AccountId(5), 3, t, true);
+        assert_eq!(table.get(key).unwrap().home, AccountId(4));
     }
 
     #[test]
@@ -160,6 +178,7 @@ mod tests {
                 AccountId(0),
                 0,
                 Timestamp::from_secs(i as i64),
+                false,
             );
         }
         table.evict(Timestamp::from_secs(10), Duration::from_secs(5), 100);

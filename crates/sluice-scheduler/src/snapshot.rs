@@ -4,8 +4,12 @@ use serde::Serialize;
 
 use crate::account::{AccountId, AccountSpec, AccountState, LastError, TokenTotals};
 use crate::availability::Availability;
+use crate::config::PoolConfig;
+use crate::incident::Breaker;
 use crate::load::LoadSummary;
+use crate::pace::{WeeklyTier, weekly_tier};
 use crate::quota::QuotaState;
+use crate::strategy::Strategy;
 use crate::time::Timestamp;
 
 const FIFTEEN_MINUTES: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -36,6 +40,8 @@ pub struct AccountSnapshot {
     pub load_15m: LoadSummary,
     pub load_1h: LoadSummary,
     pub quota: QuotaState,
+    /// How much of the week may still be spent on new work (see [`WeeklyTier`]).
+    pub weekly_tier: WeeklyTier,
     pub tokens: TokenTotals,
 }
 
@@ -45,6 +51,7 @@ impl AccountSnapshot {
         spec: &AccountSpec,
         state: &AccountState,
         verdict: Availability,
+        config: &PoolConfig,
         now: Timestamp,
     ) -> Self {
         AccountSnapshot {
@@ -63,12 +70,13 @@ impl AccountSnapshot {
             consecutive_failures: state.consecutive_failures,
             last_error: state.last_error.as_ref().map(LastError::to_string),
             last_error_at: state.last_error.as_ref().map(|e| e.at),
-            cooldown_until: state.cooldown_until,
+            cooldown_until: state.cooling_until(),
             rate_limited_until: state.rate_limited_until,
             last_used_at: state.last_used_at,
             load_15m: state.load.summary(now, FIFTEEN_MINUTES),
             load_1h: state.load.summary(now, ONE_HOUR),
             quota: state.quota.clone(),
+            weekly_tier: weekly_tier(&state.quota, config, now),
             tokens: state.tokens,
         }
     }
@@ -85,10 +93,24 @@ pub struct PoolTotals {
     pub tokens: TokenTotals,
 }
 
+/// The pool's routing state.
+#[derive(Clone, Debug, Serialize)]
+pub struct SchedulerSnapshot {
+    pub strategy: Strategy,
+    /// Preferred-account routing, when on.
+    pub preferred_account: Option<String>,
+    /// Requests waiting for capacity.
+    pub queued: usize,
+    pub oldest_queued_ms: u64,
+    /// The upstream breaker, while open.
+    pub breaker: Option<Breaker>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PoolSnapshot {
     pub accounts: Vec<AccountSnapshot>,
     pub totals: PoolTotals,
+    pub scheduler: SchedulerSnapshot,
 }
 
 impl PoolSnapshot {
@@ -96,6 +118,7 @@ impl PoolSnapshot {
         accounts: Vec<AccountSnapshot>,
         conversations: usize,
         in_flight: u32,
+        scheduler: SchedulerSnapshot,
     ) -> Self {
         let mut tokens = TokenTotals::default();
         for account in &accounts {
@@ -110,6 +133,10 @@ impl PoolSnapshot {
             conversations,
             tokens,
         };
-        PoolSnapshot { accounts, totals }
+        PoolSnapshot {
+            accounts,
+            totals,
+            scheduler,
+        }
     }
 }

@@ -2,42 +2,10 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::*;
 use sluice_scheduler::*;
-
-fn spec(name: &str, priority: i32) -> AccountSpec {
-    AccountSpec {
-        name: name.to_owned(),
-        provider: "anthropic".to_owned(),
-        kind: CredentialKind::OAuth,
-        priority,
-        weight: 1,
-        enabled: true,
-    }
-}
-
-fn t(secs: i64) -> Timestamp {
-    Timestamp::from_secs(1_800_000_000 + secs)
-}
-
-fn route(pool: &mut Pool, request: &RequestInfo, excluded: &[AccountId], now: Timestamp) -> Lease {
-    match pool.acquire(request, excluded, now) {
-        Decision::Route(lease) => lease,
-        other => panic!("expected a route, got {other:?}"),
-    }
-}
-
-fn ok() -> Outcome {
-    Outcome::Success {
-        tokens: TokenTotals::default(),
-    }
-}
-
-fn conversation(name: &str) -> RequestInfo {
-    RequestInfo {
-        conversation: Some(ConversationKey::from_raw(name)),
-        weight: 1,
-    }
-}
 
 #[test]
 fn sequential_requests_take_turns_among_equal_accounts() {
@@ -73,23 +41,26 @@ fn priority_wins_then_least_in_flight() {
 }
 
 #[test]
-fn lower_quota_use_breaks_load_ties() {
-    let mut pool = Pool::new(PoolConfig::default());
-    let busy = pool.upsert_account(spec("busy", 0));
-    let fresh = pool.upsert_account(spec("fresh", 0));
-    pool.observe_quota(
-        busy,
-        &QuotaObservation {
-            session_utilization: Some(0.7),
-            session_reset: Some(t(3600)),
-            ..Default::default()
-        },
-        t(0),
-    );
-    for i in 0..3 {
-        let lease = route(&mut pool, &RequestInfo::default(), &[], t(i));
-        assert_eq!(lease.account, fresh);
-        pool.release(lease, ok(), t(i));
+fn an_account_burning_quota_ahead_of_pace_is_avoided() {
+    for strategy in [Strategy::Adaptive, Strategy::Maxpool] {
+        let mut pool = pool_with(strategy);
+        let scarce = pool.upsert_account(spec("scarce", 0));
+        let fresh = pool.upsert_account(spec("fresh", 0));
+        // 85 % of the 5-hour window gone with four and a half hours still to run.
+        pool.observe_quota(
+            scarce,
+            &QuotaObservation {
+                session_utilization: Some(0.85),
+                session_reset: Some(t(4 * 3600 + 1800)),
+                ..Default::default()
+            },
+            t(0),
+        );
+        for i in 0..3 {
+            let lease = route(&mut pool, &RequestInfo::default(), &[], t(i));
+            assert_eq!(lease.account, fresh, "{strategy}");
+            pool.release(lease, ok(), t(i));
+        }
     }
 }
 
@@ -149,7 +120,7 @@ fn a_rejected_429_benches_until_the_unified_reset() {
 }
 
 #[test]
-fn transient_failures_cool_down_with_growing_backoff_and_reset_on_success() {
+fn transport_failures_cool_down_with_growing_backoff_and_reset_on_success() {
     let config = PoolConfig::default();
     let base = config.cooldown;
     let mut pool = Pool::new(config);
@@ -157,7 +128,7 @@ fn transient_failures_cool_down_with_growing_backoff_and_reset_on_success() {
     let mut now = t(0);
     for expected in [base, base * 2, base * 4] {
         let lease = route(&mut pool, &RequestInfo::default(), &[], now);
-        pool.release(lease, Outcome::Overloaded { retry_after: None }, now);
+        pool.release(lease, Outcome::Connect, now);
         assert_eq!(
             pool.availability(a, now),
             Some(Availability::CoolingDown {
@@ -170,7 +141,7 @@ fn transient_failures_cool_down_with_growing_backoff_and_reset_on_success() {
     pool.release(lease, ok(), now);
     assert_eq!(pool.state(a).unwrap().consecutive_failures, 0);
     let lease = route(&mut pool, &RequestInfo::default(), &[], now);
-    pool.release(lease, Outcome::ServerError { status: 500 }, now);
+    pool.release(lease, Outcome::Timeout, now);
     assert_eq!(
         pool.availability(a, now),
         Some(Availability::CoolingDown { until: now + base })
@@ -196,8 +167,8 @@ fn auth_failures_take_an_account_out_until_its_credential_changes() {
 }
 
 #[test]
-fn a_conversation_stays_home_moves_when_home_fails_and_returns_home() {
-    let mut pool = Pool::new(PoolConfig::default());
+fn maxpool_keeps_a_conversation_home_moves_it_when_home_fails_and_brings_it_back() {
+    let mut pool = pool_with(Strategy::Maxpool);
     let a = pool.upsert_account(spec("a", 0));
     let b = pool.upsert_account(spec("b", 0));
     let c = pool.upsert_account(spec("c", 0));
@@ -275,14 +246,19 @@ fn waits_when_recovery_is_near_and_refuses_when_far() {
         },
         t(0),
     );
-    assert_eq!(
-        pool.acquire(&RequestInfo::default(), &[], t(1)),
+    let ticket = match pool.acquire(&RequestInfo::default(), &[], t(1)) {
         Decision::Wait {
-            until: Some(t(10)),
-            reason: Unavailable::RateLimited
-        }
-    );
-    let lease = route(&mut pool, &RequestInfo::default(), &[], t(10));
+            until: Some(until),
+            reason: Unavailable::RateLimited,
+            ticket,
+        } if until == t(10) => ticket,
+        other => panic!("expected a wait until t(10), got {other:?}"),
+    };
+    let queued = RequestInfo {
+        ticket: Some(ticket),
+        ..RequestInfo::default()
+    };
+    let lease = route(&mut pool, &queued, &[], t(10));
     pool.release(
         lease,
         Outcome::RateLimited {
@@ -315,16 +291,22 @@ fn safety_caps_hold_requests_until_a_release() {
     });
     pool.upsert_account(spec("a", 0));
     let lease = route(&mut pool, &RequestInfo::default(), &[], t(0));
-    assert_eq!(
-        pool.acquire(&RequestInfo::default(), &[], t(0)),
+    let ticket = match pool.acquire(&RequestInfo::default(), &[], t(0)) {
         Decision::Wait {
             until: None,
-            reason: Unavailable::AtCapacity
-        }
-    );
+            reason: Unavailable::AtCapacity,
+            ticket,
+        } => ticket,
+        other => panic!("expected a wait for a release, got {other:?}"),
+    };
     pool.release(lease, ok(), t(1));
-    let lease = route(&mut pool, &RequestInfo::default(), &[], t(1));
+    let queued = RequestInfo {
+        ticket: Some(ticket),
+        ..RequestInfo::default()
+    };
+    let lease = route(&mut pool, &queued, &[], t(1));
     pool.release(lease, ok(), t(1));
+    assert_eq!(pool.queued().count(), 0);
 }
 
 #[test]
@@ -342,7 +324,7 @@ fn session_threshold_blocks_until_the_window_resets() {
     );
     assert_eq!(
         pool.availability(a, t(1)),
-        Some(Availability::QuotaExhausted { until: t(100) })
+        Some(Availability::OverThreshold { until: t(100) })
     );
     assert_eq!(pool.availability(a, t(100)), Some(Availability::Available));
     assert!(pool.state(a).unwrap().quota.session.is_none());
@@ -396,4 +378,32 @@ fn quota_survives_a_restart_but_stale_windows_do_not() {
         "the 5h window reset while we were down"
     );
     assert_eq!(quota.weekly_used(), Some(0.3));
+}
+
+#[test]
+fn the_whole_pool_round_trips_through_serde_and_decides_the_same() {
+    let mut pool = Pool::new(PoolConfig::default());
+    let a = pool.upsert_account(spec("a", 0));
+    let b = pool.upsert_account(spec("b", 1));
+    pool.observe_quota(a, &windows(0.4, t(3600), 0.2, t(86_400)), t(0));
+    let lease = route(&mut pool, &conversation("kept"), &[], t(1));
+    pool.release(lease, ok(), t(1));
+    let lease = route(&mut pool, &RequestInfo::default(), &[a], t(2));
+    pool.release(lease, Outcome::Overloaded { retry_after: None }, t(2));
+    pool.set_preferred(Some(b));
+
+    let json = serde_json::to_string(&pool).unwrap();
+    assert!(!json.contains("sk-"), "no credential could be in it");
+    let mut restored: Pool = serde_json::from_str(&json).unwrap();
+    for i in 0..5 {
+        let now = t(3 + i);
+        let request = conversation("kept");
+        let (x, y) = (
+            route(&mut pool, &request, &[], now),
+            route(&mut restored, &request, &[], now),
+        );
+        assert_eq!(x, y);
+        pool.release(x, ok(), now);
+        restored.release(y, ok(), now);
+    }
 }

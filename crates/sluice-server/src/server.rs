@@ -18,6 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::admin;
 use crate::proxy;
 use crate::state::AppState;
 use crate::status;
@@ -31,6 +32,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status::root).head(status::root))
         .route("/healthz", get(status::healthz))
         .route("/status", get(status::status_handler))
+        .route(
+            "/api/scheduler",
+            get(admin::get_scheduler).put(admin::put_scheduler),
+        )
         .fallback(any(proxy::handle))
         .with_state(state)
 }

@@ -189,6 +189,8 @@ impl AppState {
 fn pool_config(config: &Config) -> PoolConfig {
     let s = &config.scheduler;
     PoolConfig {
+        // The config crate validated the name against the same list.
+        strategy: s.strategy.parse().unwrap_or_default(),
         switch_threshold: s.switch_threshold,
         max_in_flight_per_account: s.max_in_flight_per_account,
         max_in_flight_total: s.max_in_flight_total,

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sluice_scheduler::{AccountSnapshot, TokenTotals};
+use sluice_scheduler::{AccountSnapshot, SchedulerSnapshot, TokenTotals};
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::error_response;
@@ -72,6 +72,8 @@ pub struct PoolStatus {
     pub available: usize,
     pub in_flight: u32,
     pub conversations: usize,
+    /// Strategy, preferred account, admission queue and upstream breaker.
+    pub scheduler: SchedulerSnapshot,
 }
 
 /// The whole pool's state, as served by `GET /status`.
@@ -96,6 +98,7 @@ pub fn status(app: &AppState) -> Status {
             available: t.available,
             in_flight: t.in_flight,
             conversations: t.conversations,
+            scheduler: snapshot.scheduler,
         });
         accounts.extend(snapshot.accounts);
     }
@@ -103,7 +106,7 @@ pub fn status(app: &AppState) -> Status {
         version: env!("CARGO_PKG_VERSION"),
         listen: config.listen.to_string(),
         uptime_seconds: app.uptime().as_secs(),
-        strategy: config.scheduler.strategy.clone(),
+        strategy: crate::admin::view(app).strategy.to_string(),
         totals,
         pools,
         accounts,

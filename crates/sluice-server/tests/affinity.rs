@@ -1,5 +1,6 @@
-//! A conversation stays on its home account while home can serve, moves when it cannot,
-//! and returns home once home recovers.
+//! A conversation stays on its home account while home can serve and moves when it cannot;
+//! it returns to a home of better priority once that recovers, and otherwise stays where its
+//! prompt cache now is.
 
 mod common;
 
@@ -37,7 +38,7 @@ fn key_of(account: &str) -> &'static str {
 }
 
 #[tokio::test]
-async fn a_conversation_keeps_its_account_moves_when_benched_and_returns_home() {
+async fn a_conversation_keeps_its_account_and_moves_only_when_benched() {
     let h = Harness::start(&[api("a", "sk-a"), api("b", "sk-b"), api("c", "sk-c")]).await;
     let conv = Some((
         "x-claude-code-session-id",
@@ -71,9 +72,35 @@ async fn a_conversation_keeps_its_account_moves_when_benched_and_returns_home() 
         );
     }
 
-    // Home recovers: the conversation goes back.
+    // Home recovers, but the conversation's cache is on the account it moved to now, and
+    // that account is just as good: it stays.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(send(&h, conv, plain_body()).await, home);
+    assert_eq!(send(&h, conv, plain_body()).await, away);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_returns_to_a_better_priority_home_once_it_recovers() {
+    let mut main = api("a", "sk-a");
+    main.priority = 0;
+    let mut backup = api("b", "sk-b");
+    backup.priority = 5;
+    let h = Harness::start(&[main, backup]).await;
+    let conv = Some(("x-sluice-session", "priority-conversation"));
+    assert_eq!(send(&h, conv, plain_body()).await, "a");
+    h.fake.script("sk-a", [Reply::status(429).retry_after(1)]);
+    assert_eq!(send(&h, conv, plain_body()).await, "b", "fails over");
+    assert_eq!(
+        send(&h, conv, plain_body()).await,
+        "b",
+        "stays while a is out"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        send(&h, conv, plain_body()).await,
+        "a",
+        "back to the better home"
+    );
     h.stop().await;
 }
 

@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use sluice_config::{Credential, ProviderKind};
 use sluice_scheduler::headers::{parse_anthropic_headers, parse_retry_after};
+use sluice_scheduler::weight::request_weight;
 use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp};
 
 use super::{Provider, RequestFacts, Route, RouteKind, StreamReport, forwardable_request_headers};
@@ -51,6 +52,22 @@ struct MessagesPeek<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     metadata: Option<MetadataPeek<'a>>,
+    /// Read leniently: a malformed value must not cost the request its conversation.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    max_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "thinking_budget")]
+    thinking: Option<u64>,
+}
+
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_u64())
+}
+
+/// `thinking.budget_tokens`, when thinking is on with a budget.
+fn thinking_budget<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?
+        .get("budget_tokens")
+        .and_then(serde_json::Value::as_u64))
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +124,7 @@ impl Provider for Anthropic {
             conversation,
             stream: peek.stream,
             model: peek.model.map(Cow::into_owned),
-            weight: 1,
+            weight: request_weight(body.len() as u64, peek.max_tokens, peek.thinking),
         }
     }
 
@@ -401,6 +418,40 @@ mod tests {
         let garbage = p.inspect(&HeaderMap::new(), &Bytes::from_static(b"not json"));
         assert_eq!(garbage.conversation, None);
         assert!(!garbage.stream);
+    }
+
+    #[test]
+    fn weight_grows_with_context_output_cap_and_thinking() {
+        let small = Bytes::from_static(br#"{"model":"m","max_tokens":64,"messages":[]}"#);
+        assert_eq!(Anthropic.inspect(&HeaderMap::new(), &small).weight, 1);
+        let mut big = serde_json::json!({
+            "model": "m",
+            "max_tokens": 32000,
+            "thinking": {"type": "enabled", "budget_tokens": 16000},
+            "messages": [{"role": "user", "content": "x".repeat(400_000)}],
+        });
+        let weight = |v: &serde_json::Value| {
+            Anthropic
+                .inspect(&HeaderMap::new(), &Bytes::from(v.to_string()))
+                .weight
+        };
+        assert_eq!(weight(&big), 1 + 2 + 2 + 1);
+        big["thinking"] = serde_json::json!({"type": "disabled"});
+        assert_eq!(weight(&big), 1 + 2 + 2);
+        // Odd values are ignored, not fatal to the rest of the peek.
+        let odd = Bytes::from_static(
+            br#"{"max_tokens":"lots","thinking":true,"metadata":{"user_id":"user_a_account_b_session_S9"}}"#,
+        );
+        let facts = Anthropic.inspect(&HeaderMap::new(), &odd);
+        assert_eq!(facts.weight, 1);
+        assert_eq!(facts.conversation, Some(ConversationKey::from_raw("S9")));
+        // Garbage still weighs by size, never less than 1.
+        assert_eq!(
+            Anthropic
+                .inspect(&HeaderMap::new(), &Bytes::from_static(b"not json"))
+                .weight,
+            1
+        );
     }
 
     #[test]

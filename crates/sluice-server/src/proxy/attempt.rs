@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::body::Watch;
 use super::lease::LeaseGuard;
 use super::log::{RequestRecord, outcome_name};
+use super::queue::QueuePlace;
 use super::sse::SseFramer;
 use crate::error::{ErrorKind, ProxyError};
 use crate::provider::{Provider, RequestFacts, RouteKind, StreamReport};
@@ -82,6 +83,8 @@ pub struct Exchange {
     tries: Vec<(AccountId, u32)>,
     last_failure: Option<Failure>,
     hold_deadline: tokio::time::Instant,
+    /// The request's place in the pool's admission queue while it waits.
+    place: QueuePlace,
 }
 
 impl Exchange {
@@ -100,6 +103,7 @@ impl Exchange {
         let kind: ProviderKind = provider.kind();
         let pool = app.pool(kind).clone();
         let hold_deadline = tokio::time::Instant::now() + app.config().queue.max_wait;
+        let place = QueuePlace::new(pool.clone());
         Exchange {
             app,
             provider,
@@ -115,6 +119,7 @@ impl Exchange {
             tries: Vec::new(),
             last_failure: None,
             hold_deadline,
+            place,
         }
     }
 
@@ -122,9 +127,10 @@ impl Exchange {
     /// `keepalive` (a committed held stream) waits send keepalive events; without it, a
     /// streaming request that must wait long returns [`Held`].
     pub async fn run(&mut self, keepalive: Option<&mpsc::Sender<Bytes>>) -> Result<Delivery, Held> {
-        let request = RequestInfo {
+        let mut request = RequestInfo {
             conversation: self.facts.conversation,
             weight: self.facts.weight.max(1),
+            ticket: self.place.ticket(),
         };
         let (max_attempts, per_account) = {
             let config = self.app.config();
@@ -143,6 +149,11 @@ impl Exchange {
             let decision = self
                 .pool
                 .with(|pool| pool.acquire(&request, &self.excluded, now()));
+            if !matches!(decision, Decision::Wait { .. }) && request.ticket.take().is_some() {
+                // Out of the queue (placed or refused): the next in line may go now.
+                self.place.left();
+                self.pool.changed.notify_waiters();
+            }
             match decision {
                 Decision::Route(lease) => {
                     let account = lease.account;
@@ -164,7 +175,13 @@ impl Exchange {
                         }
                     }
                 }
-                Decision::Wait { until, reason } => {
+                Decision::Wait {
+                    until,
+                    reason,
+                    ticket,
+                } => {
+                    request.ticket = Some(ticket);
+                    self.place.hold(ticket);
                     let now_instant = tokio::time::Instant::now();
                     if now_instant >= self.hold_deadline {
                         let retry = until.map(|u| now().until(u));
@@ -227,13 +244,8 @@ impl Exchange {
     /// Nothing more can be tried: the pool's refusal when untried accounts will recover,
     /// otherwise the last upstream failure as the upstream said it.
     fn give_up(&mut self, retry_after: Option<Duration>, reason: Unavailable) -> Failure {
-        let recoverable = matches!(
-            reason,
-            Unavailable::RateLimited
-                | Unavailable::CoolingDown
-                | Unavailable::QuotaExhausted
-                | Unavailable::AtCapacity
-        );
+        self.place.leave();
+        let recoverable = reason.is_temporary();
         if let Some(failure) = self.last_failure.take()
             && !(recoverable && retry_after.is_some())
         {
@@ -253,9 +265,17 @@ impl Exchange {
                 ErrorKind::Upstream,
                 "every account failed for this request",
             ),
-            Unavailable::AtCapacity => ProxyError::new(
+            Unavailable::AtCapacity | Unavailable::Queued => ProxyError::new(
                 ErrorKind::Overloaded,
                 "every account is at its in-flight limit",
+            )
+            .retry_after(Some(retry_after.unwrap_or(Duration::from_secs(1)))),
+            Unavailable::UpstreamThrottled => ProxyError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "the {provider} upstream is throttling every account; retry in {}s",
+                    retry_after.map_or(1, |d| d.as_secs().max(1))
+                ),
             )
             .retry_after(Some(retry_after.unwrap_or(Duration::from_secs(1)))),
             Unavailable::RateLimited | Unavailable::CoolingDown | Unavailable::QuotaExhausted => {
@@ -272,7 +292,7 @@ impl Exchange {
     }
 
     async fn try_account(&mut self, lease: Lease) -> Attempt {
-        let guard = LeaseGuard::new(self.pool.clone(), lease);
+        let mut guard = LeaseGuard::new(self.pool.clone(), lease);
         let account_id = guard.lease().map(|l| l.account);
         let account =
             account_id.and_then(|id| self.app.directory().get(self.provider.kind(), id).cloned());
@@ -370,6 +390,7 @@ impl Exchange {
             } else {
                 Watch::Opaque
             };
+            guard.accepted();
             return Attempt::Deliver(Ready {
                 status: parts.status,
                 headers,
@@ -425,6 +446,7 @@ impl Exchange {
                 );
             }
         }
+        guard.accepted();
         Attempt::Deliver(Ready {
             status: parts.status,
             headers,

@@ -24,6 +24,19 @@ impl LeaseGuard {
         self.lease.as_ref()
     }
 
+    /// The upstream accepted the request (success status, first event in): tell the pool,
+    /// which closes an open upstream breaker when this was its probe.
+    pub fn accepted(&mut self) {
+        if let Some(lease) = self.lease.as_mut() {
+            if lease.probe {
+                self.pool
+                    .update(|pool| pool.upstream_accepted(lease, now()));
+            } else {
+                self.pool.with(|pool| pool.upstream_accepted(lease, now()));
+            }
+        }
+    }
+
     /// Release with what happened; wakes held requests.
     pub fn finish(mut self, outcome: Outcome) {
         self.release(outcome);

@@ -10,6 +10,7 @@ pub mod attempt;
 pub mod body;
 pub mod lease;
 pub mod log;
+pub mod queue;
 pub mod sse;
 
 use axum::body::Body;

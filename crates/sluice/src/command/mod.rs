@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod serve;
+mod simulate;
 mod status;
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Command {
     Config(config::Command),
     /// Show a running sluice's pool.
     Status(status::Args),
+    /// Compare routing strategies on a simulated pool (virtual clock, same scheduler).
+    Simulate(simulate::Args),
 }
 
 /// Where `--config` points, shared by subcommands that read the configuration.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Config(command) => config::run(command),
         Command::Status(args) => status::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 
