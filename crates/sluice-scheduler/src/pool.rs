@@ -408,13 +408,12 @@ impl Pool {
         if choice.advance_cursor {
             self.cursor = (index + 1) % self.slots.len();
         }
-        let rehome = self.config.strategy == Strategy::Adaptive;
         let arrived = request
             .conversation
             .is_some_and(|key| self.sessions.get(key).is_none_or(|b| b.current != id));
         let moved_conversation = request
             .conversation
-            .is_some_and(|key| self.sessions.bind(key, id, priority, now, rehome));
+            .is_some_and(|key| self.sessions.bind(key, id, priority, now));
         if arrived {
             self.slots[index]
                 .state

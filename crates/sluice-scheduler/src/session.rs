@@ -6,11 +6,7 @@
 //! displaced conversation does not bounce between accounts and returns home once home
 //! recovers. Conversation identities are hashed before they get here: no raw session ids are
 //! kept.
-//!
-//! Which account counts as home is the strategy's call: maxpool's rule moves home only to a
-//! strictly better priority (so a displaced conversation bounces back), sluice's adaptive
-//! rule also re-homes on an equal priority (the new account holds the warm cache now, so
-//! going back would only cost another cold start).
+//! Home moves only to an account of strictly better priority, for every strategy.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -66,15 +62,15 @@ impl SessionTable {
     }
 
     /// Record that `key` was routed to `account`. Returns true when this moved the
-    /// conversation off the account it was last on. With `rehome_on_equal`, an account of the
-    /// same priority as home becomes the new home.
+    /// conversation off the account it was last on. Home changes only to an account of
+    /// strictly better priority: a conversation displaced to a peer returns home once home
+    /// recovers.
     pub fn bind(
         &mut self,
         key: ConversationKey,
         account: AccountId,
         priority: i32,
         now: Timestamp,
-        rehome_on_equal: bool,
     ) -> bool {
         match self.bindings.get_mut(&key) {
             Some(binding) => {
@@ -82,10 +78,7 @@ impl SessionTable {
                 if moved {
                     binding.moves = binding.moves.saturating_add(1);
                 }
-                if account == binding.home
-                    || priority < binding.home_priority
-                    || (rehome_on_equal && priority == binding.home_priority)
-                {
+                if account == binding.home || priority < binding.home_priority {
                     binding.home = account;
                     binding.home_priority = priority;
                 }
@@ -152,21 +145,19 @@ mod tests {
         let mut table = SessionTable::default();
         let key = ConversationKey::from_raw("conv");
         let t = Timestamp::from_secs(1);
-        assert!(!table.bind(key, AccountId(1), 5, t, false));
-        assert!(
-            table.bind(key, AccountId(2), 5, t, false),
-            "moved to a peer"
-        );
+        assert!(!table.bind(key, AccountId(1), 5, t));
+        assert!(table.bind(key, AccountId(2), 5, t), "moved to a peer");
         assert_eq!(table.get(key).unwrap().home, AccountId(1));
         assert_eq!(table.get(key).unwrap().current, AccountId(2));
-        table.bind(key, AccountId(3), 0, t, false);
+        table.bind(key, AccountId(3), 0, t);
         assert_eq!(table.get(key).unwrap().home, AccountId(3));
         assert_eq!(table.get(key).unwrap().moves, 2);
-        // Re-homing on an equal priority; never onto a worse one.
-        table.bind(key, AccountId(4), 0, t, true);
-        assert_eq!(table.get(key).unwrap().home, AccountId(4));
-        table.bind(key, AccountId(5), 3, t, true);
-        assert_eq!(table.get(key).unwrap().home, AccountId(4));
+        // Neither an equal nor a worse priority takes over home.
+        table.bind(key, AccountId(4), 0, t);
+        assert_eq!(table.get(key).unwrap().home, AccountId(3));
+        table.bind(key, AccountId(5), 3, t);
+        assert_eq!(table.get(key).unwrap().home, AccountId(3));
+        assert_eq!(table.get(key).unwrap().current, AccountId(5));
     }
 
     #[test]
@@ -178,7 +169,6 @@ mod tests {
                 AccountId(0),
                 0,
                 Timestamp::from_secs(i as i64),
-                false,
             );
         }
         table.evict(Timestamp::from_secs(10), Duration::from_secs(5), 100);

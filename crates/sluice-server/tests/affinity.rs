@@ -1,6 +1,6 @@
-//! A conversation stays on its home account while home can serve and moves when it cannot;
-//! it returns to a home of better priority once that recovers, and otherwise stays where its
-//! prompt cache now is.
+//! A conversation stays on its home account while home can serve, moves when it cannot
+//! (and stays where it moved, no bouncing), and returns home once home recovers; a home of
+//! better priority wins it back too.
 
 mod common;
 
@@ -38,7 +38,7 @@ fn key_of(account: &str) -> &'static str {
 }
 
 #[tokio::test]
-async fn a_conversation_keeps_its_account_and_moves_only_when_benched() {
+async fn a_conversation_keeps_its_account_moves_when_benched_and_returns_home() {
     let h = Harness::start(&[api("a", "sk-a"), api("b", "sk-b"), api("c", "sk-c")]).await;
     let conv = Some((
         "x-claude-code-session-id",
@@ -72,10 +72,9 @@ async fn a_conversation_keeps_its_account_and_moves_only_when_benched() {
         );
     }
 
-    // Home recovers, but the conversation's cache is on the account it moved to now, and
-    // that account is just as good: it stays.
+    // Home recovers: the conversation goes back.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(send(&h, conv, plain_body()).await, away);
+    assert_eq!(send(&h, conv, plain_body()).await, home);
     h.stop().await;
 }
 
