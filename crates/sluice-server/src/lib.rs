@@ -4,6 +4,7 @@
 //! everything it shares from a validated [`sluice_config::Config`]. The binary is a thin
 //! shell around these two; tests start the real server on `127.0.0.1:0` the same way.
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod provider;
