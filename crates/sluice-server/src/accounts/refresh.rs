@@ -78,6 +78,10 @@ const CONNECT_ATTEMPTS: u32 = 3;
 /// Backoff after the token server answered an error, doubling up to the cap.
 const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_REFUSED_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// The background task looks at every account at least this often…
+const MAX_REFRESH_TICK: Duration = Duration::from_secs(15);
+/// …and at most this often.
+const MIN_REFRESH_TICK: Duration = Duration::from_millis(50);
 /// Attempts to commit rotated tokens before using them unsaved (see [`commit`]).
 const COMMIT_ATTEMPTS: u32 = 5;
 
@@ -136,6 +140,8 @@ fn start(
         // the backoff) rather than a finished refresh to wait on.
         *account.auth.inflight.lock() = None;
         let _ = sender.send(Some(result));
+        // The background task plans its next look around this account's new state.
+        task_app.accounts().kick_refresh();
     });
     Started::Running(receiver)
 }
@@ -398,6 +404,19 @@ pub async fn usable_credential(app: &AppState, account: &Arc<UpstreamAccount>) -
     credential
 }
 
+/// Whether `credential` is a refreshable token that has expired anyway (its refresh failed
+/// or was not allowed): not worth sending.
+pub fn expired_beyond_refresh(credential: &Credential) -> bool {
+    matches!(
+        credential,
+        Credential::OAuth {
+            refresh_token: Some(_),
+            expires_at_ms: Some(expires_at),
+            ..
+        } if *expires_at <= now().as_millis()
+    )
+}
+
 /// The upstream refused `seen` (401): refresh once. True if a different credential is now
 /// in use, so the request is worth sending again on the same account.
 pub async fn refresh_after_rejection(
@@ -446,24 +465,58 @@ fn due(account: &UpstreamAccount, margin: Duration, now: Timestamp) -> Option<Tr
 /// ready the moment it is wanted.
 pub(crate) async fn refresh_loop(app: AppState, cancel: CancellationToken) {
     loop {
-        let margin = app.config().oauth.refresh_margin;
-        let tick = (margin / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(tick) => {}
-            () = app.accounts().refresh_wanted() => {}
-        }
         retry_unsaved(&app).await;
+        let margin = app.config().oauth.refresh_margin;
         let now = now();
-        let directory = app.directory();
-        for account in directory.iter() {
-            if let Some(trigger) = due(account, margin, now) {
-                let seen = account.credential.load_full();
-                // Started, not awaited: one slow token server must not hold up the others.
-                let _ = start(&app, account, &seen, trigger);
+        // Sleep until the soonest account falls due (or a backoff ends), at most this long.
+        let mut next_due = now + MAX_REFRESH_TICK;
+        {
+            let directory = app.directory();
+            for account in directory.iter() {
+                if let Some(trigger) = due(account, margin, now) {
+                    let seen = account.credential.load_full();
+                    // Started, not awaited: one slow token server must not hold up the others.
+                    let _ = start(&app, account, &seen, trigger);
+                } else if let Some(at) = next_check(account, margin) {
+                    next_due = next_due.min(at);
+                }
             }
         }
+        let wait = now.until(next_due).max(MIN_REFRESH_TICK);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            () = app.accounts().refresh_wanted() => {}
+        }
     }
+}
+
+/// When the background task should look at `account` again.
+fn next_check(account: &UpstreamAccount, margin: Duration) -> Option<Timestamp> {
+    account.origin.store_id?;
+    let credential = account.credential.load();
+    let Credential::OAuth {
+        refresh_token: Some(_),
+        expires_at_ms: Some(expires_at),
+        ..
+    } = &**credential
+    else {
+        return None;
+    };
+    let state = account.auth.state();
+    if state.needs_relogin {
+        return None;
+    }
+    let expires_at = Timestamp::from_millis(*expires_at);
+    let due_at = if state.in_doubt {
+        Timestamp::from_millis(expires_at.as_millis() - EXPIRY_SKEW.as_millis() as i64)
+    } else {
+        Timestamp::from_millis(expires_at.as_millis() - margin.as_millis() as i64)
+    };
+    Some(match state.retry_refresh_at {
+        Some(retry) => due_at.max(retry),
+        None => due_at,
+    })
 }
 
 /// Try again to save tokens that were rotated but could not be saved.

@@ -299,6 +299,18 @@ impl Exchange {
         let mut refreshed_after_401 = false;
         let response = loop {
             let credential = refresh::usable_credential(&self.app, &account).await;
+            if refresh::expired_beyond_refresh(&credential) {
+                // Sending a token known to be dead would only earn a 401.
+                guard.finish(Outcome::AuthRejected { status: 401 });
+                let failure = Failure::Own(ProxyError::new(
+                    ErrorKind::Authentication,
+                    format!(
+                        "the access token of account {} has expired and could not be refreshed",
+                        account.name
+                    ),
+                ));
+                return Attempt::Failover(failure, Outcome::AuthRejected { status: 401 });
+            }
             let headers = self
                 .provider
                 .upstream_headers(&self.client_headers, &credential);
