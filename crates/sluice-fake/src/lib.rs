@@ -42,8 +42,8 @@ pub use handler::OAUTH_BETA;
 pub use loadgen::{LoadGen, LoadGenConfig, LoadGenHandle, LoadStats};
 pub use message::{DEFAULT_DELTAS, DEFAULT_MESSAGE_ID, DEFAULT_MODEL, Usage};
 pub use oauth::{
-    AUTHORIZE_PATH, DEFAULT_CLIENT_ID, IssuedTokens, OAuthCounts, OAuthUser, PROFILE_PATH,
-    TOKEN_PATH, TokenFault, USAGE_PATH, UsageFault, pkce_challenge,
+    AUTHORIZE_PATH, CALLBACK_PATH, DEFAULT_CLIENT_ID, IssuedTokens, OAuthCounts, OAuthUser,
+    PROFILE_PATH, TOKEN_PATH, TokenFault, USAGE_PATH, UsageFault, pkce_challenge,
 };
 pub use quota::{
     ApiKeyLimits, QuotaHeaders, RateLimit, UnifiedQuota, WARNING_UTILIZATION, window_status,

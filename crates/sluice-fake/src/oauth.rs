@@ -1,5 +1,6 @@
-//! A fake of Anthropic's OAuth side for subscription accounts: the PKCE authorize page, the
-//! token endpoint (code exchange and refresh), the profile and the usage endpoints.
+//! A fake of Anthropic's OAuth side for subscription accounts: the PKCE authorize page (which
+//! approves at once and redirects back), the hosted callback page that shows `code#state` to
+//! paste, the token endpoint (code exchange and refresh), the profile and the usage endpoints.
 //!
 //! The token endpoint behaves like the real one where it matters to sluice: **refresh tokens
 //! rotate** — every refresh answers a new access and refresh token and kills the old refresh
@@ -26,6 +27,9 @@ use crate::clock::Clock;
 pub const TOKEN_PATH: &str = "/v1/oauth/token";
 /// `GET` here is the (auto-approving) login page.
 pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
+/// `GET` here is the hosted page a login without a local listener returns to: it shows the
+/// `code#state` to paste.
+pub const CALLBACK_PATH: &str = "/oauth/code/callback";
 /// `GET` here describes the user behind an access token.
 pub const PROFILE_PATH: &str = "/api/oauth/profile";
 /// `GET` here reports a subscription's 5-hour and 7-day use.
@@ -197,6 +201,7 @@ pub(crate) fn is_oauth_route(method: &Method, path: &str) -> bool {
         (method, path),
         (&Method::POST, TOKEN_PATH)
             | (&Method::GET, AUTHORIZE_PATH)
+            | (&Method::GET, CALLBACK_PATH)
             | (&Method::GET, PROFILE_PATH)
             | (&Method::GET, USAGE_PATH)
     )
@@ -343,6 +348,7 @@ impl OAuthServer {
         let answer = match (method, path) {
             (&Method::POST, TOKEN_PATH) => self.token(body, accounts, clock).await,
             (&Method::GET, AUTHORIZE_PATH) => self.authorize(path_and_query),
+            (&Method::GET, CALLBACK_PATH) => hosted_callback(path_and_query),
             (&Method::GET, PROFILE_PATH) => self.profile(headers),
             (&Method::GET, USAGE_PATH) => self.usage(headers, clock),
             _ => api_error(404, "not_found_error", "fake: no such OAuth route"),
@@ -390,18 +396,13 @@ impl OAuthServer {
                 user,
             },
         );
-        let local = matches!(redirect.host_str(), Some("localhost" | "127.0.0.1"));
-        if local {
-            let mut target = redirect;
-            target
-                .query_pairs_mut()
-                .append_pair("code", &code)
-                .append_pair("state", &state);
-            OAuthAnswer::Redirect(target.to_string())
-        } else {
-            // The hosted callback page shows the code for the user to paste.
-            OAuthAnswer::Text(format!("{code}#{state}"))
-        }
+        // The user approves at once; the browser goes back to the redirect URI.
+        let mut target = redirect;
+        target
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &state);
+        OAuthAnswer::Redirect(target.to_string())
     }
 
     async fn token(&self, body: &Bytes, accounts: &Accounts, clock: &Clock) -> OAuthAnswer {
@@ -564,6 +565,22 @@ impl OAuthServer {
                 "extra_usage": { "is_enabled": false, "monthly_limit": null, "used_credits": null, "utilization": null },
             }),
         }
+    }
+}
+
+/// The hosted callback page: shows what to paste.
+fn hosted_callback(path_and_query: &str) -> OAuthAnswer {
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    match (params.get("code"), params.get("state")) {
+        (Some(code), Some(state)) => OAuthAnswer::Text(format!("{code}#{state}")),
+        _ => oauth_error(
+            400,
+            "invalid_request",
+            "fake: the callback needs code and state",
+        ),
     }
 }
 

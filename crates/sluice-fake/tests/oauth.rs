@@ -136,7 +136,9 @@ async fn a_pkce_login_yields_tokens_and_a_profile() {
         .build()
         .unwrap();
     let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-    let hosted = "https://platform.example/oauth/code/callback";
+    let hosted_url = fake.url("/oauth/code/callback");
+    let hosted = hosted_url.as_str();
+    let browser = reqwest::Client::new(); // follows the redirect, like a browser
     let authorize = |redirect: &str| {
         let mut url = url::Url::parse(&fake.url("/oauth/authorize")).unwrap();
         url.query_pairs_mut()
@@ -152,7 +154,7 @@ async fn a_pkce_login_yields_tokens_and_a_profile() {
     };
 
     // The hosted callback shows code#state to paste.
-    let pasted = client
+    let pasted = browser
         .get(authorize(hosted))
         .send()
         .await
@@ -178,7 +180,7 @@ async fn a_pkce_login_yields_tokens_and_a_profile() {
         400,
         "a wrong verifier is refused (and uses the code up)"
     );
-    let pasted = client
+    let pasted = browser
         .get(authorize(hosted))
         .send()
         .await

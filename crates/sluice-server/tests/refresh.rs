@@ -209,7 +209,8 @@ impl Store for Witness {
 async fn a_rotated_token_is_committed_before_the_new_access_token_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let fake = fake_with_user();
-    let tokens = expired_tokens(&fake);
+    let mut tokens = fake.issue_tokens(USER);
+    tokens.expires_at_ms = now_ms() + 60_000; // refreshed in the background…
     let witness = Arc::new(Witness {
         inner: SqliteStore::open(dir.path()).unwrap(),
         fake: fake.clone(),
@@ -220,13 +221,26 @@ async fn a_rotated_token_is_committed_before_the_new_access_token_is_used() {
         c.accounts.push(oauth_account("max", &tokens));
     })
     .await;
-    for _ in 0..3 {
-        let response = h.messages(&stream_body(None)).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+    // …while traffic keeps flowing, so any moment the new token were usable before its
+    // commit, a request would carry it upstream.
+    let mut sent = 0;
+    while witness.commits.load(Ordering::SeqCst) == 0 || sent < 20 {
+        let batch = (0..4).map(|_| async {
+            let response = h.messages(&plain_body()).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+        });
+        futures_util::future::join_all(batch).await;
+        sent += 4;
+        assert!(sent < 2_000, "the background refresh never happened");
     }
     assert_eq!(witness.commits.load(Ordering::SeqCst), 1);
     assert_eq!(witness.used_before_commit.load(Ordering::SeqCst), 0);
+    let new_token_used = fake.requests().iter().any(|r| {
+        r.credential
+            .as_deref()
+            .is_some_and(|c| c != tokens.access_token && r.path_only() == "/v1/messages")
+    });
+    assert!(new_token_used, "the refreshed token was used afterwards");
     h.stop().await;
 }
 
