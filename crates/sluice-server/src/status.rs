@@ -62,6 +62,9 @@ pub struct Status {
 pub struct AccountStatus {
     #[serde(flatten)]
     pub snapshot: AccountSnapshot,
+    /// The account was removed (from the config or the store) while requests were in
+    /// flight: it takes no new ones and leaves when they end.
+    pub leaving: bool,
     pub credential: CredentialStatus,
 }
 
@@ -87,18 +90,12 @@ pub struct CredentialStatus {
     pub usage_probed_at: Option<Timestamp>,
 }
 
-fn credential_status(app: &AppState, snapshot: &AccountSnapshot) -> CredentialStatus {
+/// The credential metadata of the account behind `snapshot`; `None` if it is leaving.
+fn credential_status(app: &AppState, snapshot: &AccountSnapshot) -> Option<CredentialStatus> {
     let directory = app.directory();
-    let Some(account) = directory
+    let account = directory
         .iter()
-        .find(|a| a.id == snapshot.id && a.provider.as_str() == snapshot.provider)
-    else {
-        return CredentialStatus {
-            kind: snapshot.kind,
-            origin: "leaving",
-            ..CredentialStatus::default()
-        };
-    };
+        .find(|a| a.id == snapshot.id && a.provider.as_str() == snapshot.provider)?;
     let credential = account.credential.load();
     let (expires_at, has_refresh) = match &**credential {
         Credential::ApiKey(_) => (None, false),
@@ -112,7 +109,7 @@ fn credential_status(app: &AppState, snapshot: &AccountSnapshot) -> CredentialSt
         ),
     };
     let auth = account.auth.state();
-    CredentialStatus {
+    Some(CredentialStatus {
         kind: credential.kind().as_str(),
         origin: account.origin.source.as_str(),
         plan: account.origin.plan.clone(),
@@ -126,7 +123,7 @@ fn credential_status(app: &AppState, snapshot: &AccountSnapshot) -> CredentialSt
         refreshed_at: auth.refreshed_at,
         last_refresh_error: auth.last_refresh_error,
         usage_probed_at: auth.probed_at,
-    }
+    })
 }
 
 #[derive(Serialize, Default)]
@@ -172,9 +169,17 @@ pub fn status(app: &AppState) -> Status {
             in_flight: t.in_flight,
             conversations: t.conversations,
         });
-        accounts.extend(snapshot.accounts.into_iter().map(|snapshot| AccountStatus {
-            credential: credential_status(app, &snapshot),
-            snapshot,
+        accounts.extend(snapshot.accounts.into_iter().map(|snapshot| {
+            let credential = credential_status(app, &snapshot);
+            AccountStatus {
+                leaving: credential.is_none(),
+                credential: credential.unwrap_or_else(|| CredentialStatus {
+                    kind: snapshot.kind,
+                    origin: "-",
+                    ..CredentialStatus::default()
+                }),
+                snapshot,
+            }
         }));
     }
     Status {

@@ -304,6 +304,7 @@ async fn invalid_grant_needs_a_relogin_that_survives_a_restart_and_stops_refresh
     fake.add_account("sk-ant-api03-OTHER");
     let tokens = expired_tokens(&fake);
     // Someone else (Claude Code sharing the login) refreshed first: our token is dead.
+    sluice_server::upstream::install_crypto_provider();
     let client = reqwest::Client::new();
     let rotated = client
         .post(fake.url("/v1/oauth/token"))

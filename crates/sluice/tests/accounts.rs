@@ -155,11 +155,8 @@ fn serve(setup: &Setup) -> Running {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with("sluice listening on http://") {
-                    let addr: String = line["sluice listening on http://".len()..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
+                if let Some(rest) = line.strip_prefix("sluice listening on http://") {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                     let _ = sender.send(format!("http://{addr}"));
                 }
                 let mut log = log.lock();

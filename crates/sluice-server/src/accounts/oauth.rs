@@ -284,9 +284,7 @@ impl AccountProfile {
         let tier = self.rate_limit_tier.as_deref().unwrap_or_default();
         if tier.contains("20x") {
             20
-        } else if tier.contains("5x") {
-            5
-        } else if self.profile.plan.as_deref() == Some("max") {
+        } else if tier.contains("5x") || self.profile.plan.as_deref() == Some("max") {
             5
         } else {
             1

@@ -50,6 +50,21 @@ pub fn test_config(fake: &FakeAnthropic, data_dir: &Path) -> Config {
     config
 }
 
+/// The config file text that matches [`test_config`]: every provider URL the fake's.
+pub fn config_text(fake: &FakeAnthropic, data_dir: &Path, rest: &str) -> String {
+    let base = fake.base_url();
+    format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{rest}\n\
+         [providers.anthropic]\nbase_url = \"{base}\"\ntoken_url = \"{base}/v1/oauth/token\"\n\
+         usage_url = \"{base}/api/oauth/usage\"\nprofile_url = \"{base}/api/oauth/profile\"\n\
+         authorize_url = \"{base}/oauth/authorize\"\n\
+         [upstream]\nconnect_timeout = \"2s\"\nresponse_timeout = \"10s\"\nidle_timeout = \"10s\"\n\
+         [queue]\nmax_wait = \"5s\"\nkeepalive = \"200ms\"\n\
+         [oauth]\nusage_probe_interval = \"0s\"\n",
+        data_dir.display()
+    )
+}
+
 /// A config-declared subscription account with these tokens.
 pub fn oauth_account(name: &str, tokens: &IssuedTokens) -> AccountConfig {
     AccountConfig {
@@ -115,6 +130,22 @@ impl Upkeep {
     ) -> Upkeep {
         let mut config = test_config(&fake, data_dir);
         configure(&mut config, &fake);
+        Upkeep::start_with_config(fake, data_dir, store, config).await
+    }
+
+    /// Start from a config file, as `sluice serve --config PATH` does (reloads read it).
+    pub async fn start_from_file(fake: Arc<FakeAnthropic>, data_dir: &Path, path: &Path) -> Upkeep {
+        let config = sluice_config::load(Some(path)).expect("the config file is valid");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir).expect("store opens"));
+        Upkeep::start_with_config(fake, data_dir, store, config).await
+    }
+
+    async fn start_with_config(
+        fake: Arc<FakeAnthropic>,
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+        config: Config,
+    ) -> Upkeep {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::with_store(config, store.clone()).expect("state builds");

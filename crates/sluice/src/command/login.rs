@@ -167,7 +167,7 @@ async fn obtain_tokens(
             // No terminal (or nothing typed): leave it to the redirect.
             std::future::pending::<()>().await;
         }
-        Ok::<_, anyhow::Error>(parse_pasted(&line)?)
+        parse_pasted(&line)
     };
     let redirected = async {
         match callback {
