@@ -131,6 +131,7 @@ async fn a_pkce_login_yields_tokens_and_a_profile() {
     fake.add_oauth_user(OAuthUser::max("a@example.com"));
     fake.add_oauth_user(OAuthUser::pro("b@example.com"));
     fake.set_login_user("b@example.com");
+    let _ = client(); // installs the crypto provider the clients below need
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
