@@ -123,7 +123,8 @@ fn start(
     if !Arc::ptr_eq(&account.credential.load_full(), seen) {
         return Started::Done(Ok(()));
     }
-    if let Some(receiver) = inflight.as_ref() {
+    // (A refresh task that died without answering leaves a closed channel: start anew.)
+    if let Some(receiver) = inflight.as_ref().filter(|r| r.has_changed().is_ok()) {
         return Started::Running(receiver.clone());
     }
     if let Err(refused) = preflight(app, account, seen, trigger) {

@@ -458,32 +458,28 @@ pub(crate) async fn sync_from_store(app: &AppState) -> Option<ApplyReport> {
 /// The store watcher task.
 pub(crate) async fn watch_store(app: AppState, cancel: CancellationToken) {
     let store = app.accounts().store().cloned();
-    let mut last = match &store {
-        Some(store) => blocking(store, |s| s.change_marker()).await.ok(),
-        None => None,
-    };
+    // Unknown at first, so the first look applies whatever changed since the start.
+    let mut last: Option<u64> = None;
     let mut draining = false;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(STORE_POLL) => {}
         }
-        let marker = match &store {
-            Some(store) => blocking(store, |s| s.change_marker()).await.ok(),
-            None => None,
+        let Some(store) = &store else {
+            // Without a store only the slots of accounts that left while busy need a look.
+            retry_draining(&app);
+            continue;
         };
+        let marker = blocking(store, |s| s.change_marker()).await.ok();
         let changed = marker.is_some() && marker != last;
         if !changed && !draining {
             continue;
         }
         last = marker;
-        draining = if store.is_some() {
-            sync_from_store(&app)
-                .await
-                .is_some_and(|report| report.draining > 0)
-        } else {
-            retry_draining(&app)
-        };
+        draining = sync_from_store(&app)
+            .await
+            .is_some_and(|report| report.draining > 0);
     }
 }
 
@@ -541,5 +537,123 @@ pub(crate) async fn quota_saver(app: AppState, cancel: CancellationToken) {
             () = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
         save_quota(&app).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_config::Secret;
+    use sluice_scheduler::{Decision, Outcome, RequestInfo};
+
+    use super::*;
+
+    fn app() -> AppState {
+        AppState::new(Config::default()).expect("state builds")
+    }
+
+    fn stored(name: &str, id: i64, generation: i64, access: &str) -> DesiredAccount {
+        DesiredAccount {
+            name: name.to_owned(),
+            provider: ProviderKind::Anthropic,
+            base_url: "http://127.0.0.1:9".parse().unwrap(),
+            credential: Credential::OAuth {
+                access_token: Secret::from(access),
+                refresh_token: Some(Secret::from("r")),
+                expires_at_ms: None,
+            },
+            priority: 0,
+            weight: 1,
+            enabled: true,
+            origin: AccountOrigin {
+                source: Origin::Cli,
+                store_id: Some(StoreId(id)),
+                plan: None,
+                config_digest: None,
+            },
+            generation,
+            needs_relogin: false,
+            relogin_reason: None,
+            in_doubt: false,
+            removal_requested: false,
+        }
+    }
+
+    fn access_of(app: &AppState, name: &str) -> String {
+        let directory = app.directory();
+        let account = directory.iter().find(|a| a.name == name).expect("listed");
+        match &**account.credential.load() {
+            Credential::OAuth { access_token, .. } => access_token.expose().clone(),
+            Credential::ApiKey(key) => key.expose().clone(),
+        }
+    }
+
+    #[test]
+    fn a_stale_read_of_the_store_never_puts_back_a_replaced_token() {
+        let app = app();
+        apply(&app, vec![stored("a", 1, 5, "g5")]);
+        assert_eq!(access_of(&app, "a"), "g5");
+        // A read from before the last refresh committed arrives late.
+        let report = apply(&app, vec![stored("a", 1, 3, "g3")]);
+        assert!(report.changed.is_empty());
+        assert_eq!(access_of(&app, "a"), "g5");
+        apply(&app, vec![stored("a", 1, 6, "g6")]);
+        assert_eq!(access_of(&app, "a"), "g6");
+    }
+
+    #[test]
+    fn a_rename_keeps_the_pool_id_and_what_was_learned() {
+        let app = app();
+        apply(&app, vec![stored("a", 1, 1, "t")]);
+        let pool = app.pool(ProviderKind::Anthropic);
+        let id = pool.with(|p| p.id_of("a")).unwrap();
+        let Decision::Route(lease) = pool.with(|p| p.acquire(&RequestInfo::default(), &[], now()))
+        else {
+            panic!("routes")
+        };
+        pool.with(|p| {
+            p.release(
+                lease,
+                Outcome::Success {
+                    tokens: Default::default(),
+                },
+                now(),
+            )
+        });
+        apply(&app, vec![stored("b", 1, 1, "t")]);
+        assert_eq!(pool.with(|p| p.id_of("b")), Some(id));
+        assert_eq!(pool.with(|p| p.id_of("a")), None);
+        assert_eq!(pool.with(|p| p.state(id).unwrap().completed), 1);
+        assert_eq!(app.directory().iter().count(), 1);
+    }
+
+    #[test]
+    fn an_account_that_leaves_while_busy_takes_no_new_work_and_goes_when_idle() {
+        let app = app();
+        apply(&app, vec![stored("a", 1, 1, "t"), stored("b", 2, 1, "u")]);
+        let pool = app.pool(ProviderKind::Anthropic);
+        let a = pool.with(|p| p.id_of("a")).unwrap();
+        let request = RequestInfo::default();
+        let lease = loop {
+            match pool.with(|p| p.acquire(&request, &[], now())) {
+                Decision::Route(lease) if lease.account == a => break lease,
+                Decision::Route(other) => pool.with(|p| p.release(other, Outcome::Neutral, now())),
+                other => panic!("{other:?}"),
+            }
+        };
+        let report = apply(&app, vec![stored("b", 2, 1, "u")]);
+        assert_eq!(report.removed, ["a"]);
+        assert_eq!(report.draining, 1);
+        assert!(app.directory().iter().all(|u| u.name == "b"));
+        for _ in 0..4 {
+            let Decision::Route(lease) = pool.with(|p| p.acquire(&request, &[], now())) else {
+                panic!("b serves")
+            };
+            assert_ne!(lease.account, a, "a leaving account got new work");
+            pool.with(|p| p.release(lease, Outcome::Neutral, now()));
+        }
+        pool.with(|p| p.release(lease, Outcome::Neutral, now()));
+        let report = apply(&app, vec![stored("b", 2, 1, "u")]);
+        assert_eq!(report.draining, 0);
+        assert_eq!(pool.with(|p| p.len()), 1);
     }
 }
