@@ -104,13 +104,14 @@ async fn accounts_carrying_traffic_are_not_probed() {
     let tokens = fake.issue_tokens("m@example.com");
     let h = Upkeep::start_on(fake.clone(), dir.path(), |c, _| {
         c.accounts.push(oauth_account("m", &tokens));
-        c.oauth.usage_probe_interval = Duration::from_millis(800);
+        c.oauth.usage_probe_interval = Duration::from_secs(2);
     })
     .await;
-    for _ in 0..20 {
+    // Busy for well over one probe interval.
+    for _ in 0..25 {
         let response = h.messages(&plain_body()).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
         fake.usage_requests("m@example.com"),

@@ -235,12 +235,23 @@ async fn a_rotated_token_is_committed_before_the_new_access_token_is_used() {
     }
     assert_eq!(witness.commits.load(Ordering::SeqCst), 1);
     assert_eq!(witness.used_before_commit.load(Ordering::SeqCst), 0);
-    let new_token_used = fake.requests().iter().any(|r| {
-        r.credential
-            .as_deref()
-            .is_some_and(|c| c != tokens.access_token && r.path_only() == "/v1/messages")
-    });
-    assert!(new_token_used, "the refreshed token was used afterwards");
+    // And once committed, the new token is what goes out.
+    let new_token_used = || {
+        fake.requests().iter().any(|r| {
+            r.credential
+                .as_deref()
+                .is_some_and(|c| c != tokens.access_token && r.path_only() == "/v1/messages")
+        })
+    };
+    for _ in 0..200 {
+        if new_token_used() {
+            break;
+        }
+        let response = h.messages(&plain_body()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert!(new_token_used(), "the refreshed token was used afterwards");
+    assert_eq!(witness.used_before_commit.load(Ordering::SeqCst), 0);
     h.stop().await;
 }
 
@@ -545,13 +556,18 @@ async fn refresh_goes_on_while_the_account_is_benched_for_quota() {
     fake.script(&tokens.access_token, [Reply::status(429).retry_after(3600)]);
     // The refresh takes a moment, so the request goes out with the current token first and
     // benches the account for an hour.
-    fake.script_token_faults([TokenFault::Delay(Duration::from_millis(500))]);
+    fake.script_token_faults([TokenFault::Delay(Duration::from_secs(2))]);
     let h = Upkeep::start_on(fake.clone(), dir.path(), |c, _| {
         c.accounts.push(oauth_account("max", &tokens));
     })
     .await;
     let response = h.messages(&plain_body()).send().await.unwrap();
     assert_eq!(response.status(), 429);
+    assert_eq!(
+        fake.oauth_counts().refreshes,
+        0,
+        "benched before the refresh completed"
+    );
     assert!(
         fake.wait_for_oauth(Duration::from_secs(10), |c| c.refreshes == 1)
             .await,

@@ -300,7 +300,7 @@ fn a_running_sluice_applies_cli_changes_and_refuses_to_remove_a_busy_account() {
     fake.fake.set_default(
         "sk-ant-api03-ONE",
         Reply::ok()
-            .events(30)
+            .events(60)
             .event_delay(Duration::from_millis(100)),
     );
     let streaming = {
