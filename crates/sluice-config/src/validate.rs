@@ -888,6 +888,40 @@ mod tests {
     }
 
     #[test]
+    fn account_upkeep_and_shutdown_settings() {
+        assert_fails(
+            "[oauth]\nrefresh_margin = \"0s\"\n",
+            "oauth.refresh_margin",
+            2,
+            "longer than zero",
+        );
+        assert_fails(
+            "[shutdown]\ndrain = \"soon\"\n",
+            "shutdown.drain",
+            2,
+            "invalid duration",
+        );
+        assert_fails(
+            "[providers.anthropic]\nmanual_redirect_url = \"ftp://x\"\n",
+            "providers.anthropic.manual_redirect_url",
+            2,
+            "http",
+        );
+        let config = parse(
+            "[oauth]\nrefresh_margin = \"10m\"\nusage_probe_interval = \"0s\"\n[shutdown]\ndrain = \"2s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.oauth.refresh_margin.as_secs(), 600);
+        assert!(
+            config.oauth.usage_probe_interval.is_zero(),
+            "0s turns probing off"
+        );
+        assert_eq!(config.shutdown.drain.as_secs(), 2);
+        assert_eq!(crate::check_account_name("a@b.example"), Ok(()));
+        assert!(crate::check_account_name("a b").is_err());
+    }
+
+    #[test]
     fn url_rules() {
         assert_fails(
             "[providers.anthropic]\nbase_url = \"ftp://example.com\"\n",
