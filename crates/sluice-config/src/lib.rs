@@ -24,12 +24,13 @@ use std::path::Path;
 pub use error::{ConfigError, ErrorKind, Position};
 pub use model::{
     AccountConfig, AnthropicEndpoints, Config, ConfigSource, Credential, CredentialKind,
-    KNOWN_STRATEGIES, Limits, LogSettings, ProviderKind, Providers, QueueSettings, RetrySettings,
-    SchedulerSettings, UnknownProvider, UpstreamSettings,
+    KNOWN_STRATEGIES, Limits, LogSettings, OAuthSettings, ProviderKind, Providers, QueueSettings,
+    RetrySettings, SchedulerSettings, ShutdownSettings, UnknownProvider, UpstreamSettings,
 };
 pub use overrides::{DATA_DIR_VAR, LISTEN_VAR, LOG_VAR};
 pub use paths::{CONFIG_PATH_VAR, ResolvedPath, resolve_path, resolve_path_with_env};
 pub use secret::{MASK, Secret};
+pub use validate::check_account_name;
 
 /// A commented example config covering every key.
 pub const EXAMPLE: &str = include_str!("../example.toml");
@@ -197,6 +198,8 @@ mod tests {
         assert_eq!(config.queue, expected.queue);
         assert_eq!(config.scheduler, expected.scheduler);
         assert_eq!(config.log, expected.log);
+        assert_eq!(config.oauth, expected.oauth);
+        assert_eq!(config.shutdown, expected.shutdown);
     }
 
     #[test]
@@ -414,6 +417,8 @@ max_cooldown = "1h"
         assert_eq!(reparsed.queue, config.queue);
         assert_eq!(reparsed.scheduler, config.scheduler);
         assert_eq!(reparsed.log, config.log);
+        assert_eq!(reparsed.oauth, config.oauth);
+        assert_eq!(reparsed.shutdown, config.shutdown);
         for (before, after) in config.accounts.iter().zip(&reparsed.accounts) {
             assert_eq!(after.name, before.name);
             assert_eq!(after.provider, before.provider);

@@ -53,6 +53,10 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Upkeep of subscription (OAuth) accounts: token refresh and idle usage probes.
+    pub oauth: OAuthSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
     /// Where this configuration came from.
     pub source: ConfigSource,
 }
@@ -73,6 +77,8 @@ impl Config {
             queue: QueueSettings::default(),
             scheduler: SchedulerSettings::default(),
             log: LogSettings::default(),
+            oauth: OAuthSettings::default(),
+            shutdown: ShutdownSettings::default(),
             source: ConfigSource::Default,
         }
     }
@@ -285,6 +291,9 @@ pub struct AnthropicEndpoints {
     pub profile_url: Url,
     /// OAuth authorization page for logging in.
     pub authorize_url: Url,
+    /// Where the authorization page sends a login that cannot reach a local callback; it
+    /// shows the `code#state` to paste into `sluice login`.
+    pub manual_redirect_url: Url,
     /// OAuth client id.
     pub client_id: String,
 }
@@ -298,6 +307,7 @@ impl fmt::Debug for AnthropicEndpoints {
             .field("usage_url", &MaskedUrl(&self.usage_url))
             .field("profile_url", &MaskedUrl(&self.profile_url))
             .field("authorize_url", &MaskedUrl(&self.authorize_url))
+            .field("manual_redirect_url", &MaskedUrl(&self.manual_redirect_url))
             .field("client_id", &self.client_id)
             .finish()
     }
@@ -310,6 +320,8 @@ impl AnthropicEndpoints {
     pub(crate) const DEFAULT_PROFILE_URL: &'static str =
         "https://api.anthropic.com/api/oauth/profile";
     pub(crate) const DEFAULT_AUTHORIZE_URL: &'static str = "https://claude.ai/oauth/authorize";
+    pub(crate) const DEFAULT_MANUAL_REDIRECT_URL: &'static str =
+        "https://platform.claude.com/oauth/code/callback";
     pub(crate) const DEFAULT_CLIENT_ID: &'static str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 }
 
@@ -321,6 +333,7 @@ impl Default for AnthropicEndpoints {
             usage_url: builtin_url(Self::DEFAULT_USAGE_URL),
             profile_url: builtin_url(Self::DEFAULT_PROFILE_URL),
             authorize_url: builtin_url(Self::DEFAULT_AUTHORIZE_URL),
+            manual_redirect_url: builtin_url(Self::DEFAULT_MANUAL_REDIRECT_URL),
             client_id: Self::DEFAULT_CLIENT_ID.to_owned(),
         }
     }
@@ -450,6 +463,40 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+        }
+    }
+}
+
+/// Upkeep of subscription (OAuth) accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// Refresh an access token this long before it expires.
+    pub refresh_margin: Duration,
+    /// Probe the usage endpoint of subscription accounts that carried no traffic for this
+    /// long, about this often; zero turns probing off.
+    pub usage_probe_interval: Duration,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            refresh_margin: Duration::from_secs(5 * 60),
+            usage_probe_interval: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// Longest wait for in-flight requests and streams once shutdown begins.
+    pub drain: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            drain: Duration::from_secs(15),
         }
     }
 }

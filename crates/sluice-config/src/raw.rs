@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub queue: RawQueue,
     pub scheduler: RawScheduler,
     pub log: RawLog,
+    pub oauth: RawOAuth,
+    pub shutdown: RawShutdown,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +61,7 @@ pub(crate) struct RawAnthropic {
     pub usage_url: Option<String>,
     pub profile_url: Option<String>,
     pub authorize_url: Option<String>,
+    pub manual_redirect_url: Option<String>,
     pub client_id: Option<String>,
 }
 
@@ -107,6 +110,19 @@ pub(crate) struct RawScheduler {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawOAuth {
+    pub refresh_margin: Option<RawDuration>,
+    pub usage_probe_interval: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawShutdown {
+    pub drain: Option<RawDuration>,
 }
 
 /// Duration text, parsed later. Its own type only so that a wrong TOML type

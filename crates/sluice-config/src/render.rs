@@ -59,6 +59,7 @@ pub(crate) fn masked_toml(config: &Config) -> String {
     anthropic["usage_url"] = value(masked_url(&endpoints.usage_url));
     anthropic["profile_url"] = value(masked_url(&endpoints.profile_url));
     anthropic["authorize_url"] = value(masked_url(&endpoints.authorize_url));
+    anthropic["manual_redirect_url"] = value(masked_url(&endpoints.manual_redirect_url));
     anthropic["client_id"] = value(endpoints.client_id.as_str());
     let mut providers = Table::new();
     providers.set_implicit(true);
@@ -99,6 +100,15 @@ pub(crate) fn masked_toml(config: &Config) -> String {
     scheduler["cooldown"] = value(format_duration(settings.cooldown));
     scheduler["max_cooldown"] = value(format_duration(settings.max_cooldown));
     document["scheduler"] = Item::Table(scheduler);
+
+    let mut oauth = Table::new();
+    oauth["refresh_margin"] = value(format_duration(config.oauth.refresh_margin));
+    oauth["usage_probe_interval"] = value(format_duration(config.oauth.usage_probe_interval));
+    document["oauth"] = Item::Table(oauth);
+
+    let mut shutdown = Table::new();
+    shutdown["drain"] = value(format_duration(config.shutdown.drain));
+    document["shutdown"] = Item::Table(shutdown);
 
     let mut log = Table::new();
     log["level"] = value(config.log.level.as_str());

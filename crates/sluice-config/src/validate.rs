@@ -140,6 +140,22 @@ impl Checker<'_> {
 
         self.scheduler(raw.scheduler, &mut config.scheduler)?;
 
+        self.positive_duration(
+            "oauth.refresh_margin",
+            raw.oauth.refresh_margin,
+            &mut config.oauth.refresh_margin,
+        )?;
+        self.duration(
+            "oauth.usage_probe_interval",
+            raw.oauth.usage_probe_interval,
+            &mut config.oauth.usage_probe_interval,
+        )?;
+        self.duration(
+            "shutdown.drain",
+            raw.shutdown.drain,
+            &mut config.shutdown.drain,
+        )?;
+
         if let Some(level) = raw.log.level {
             if level.trim().is_empty() {
                 return Err(self.error(
@@ -258,27 +274,7 @@ impl Checker<'_> {
     }
 
     fn account_name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
-        if name.is_empty() {
-            return Err(self.error(key, "must not be empty"));
-        }
-        let length = name.chars().count();
-        if length > MAX_ACCOUNT_NAME_CHARS {
-            return Err(self.error(
-                key,
-                format!("is {length} characters long; the limit is {MAX_ACCOUNT_NAME_CHARS}"),
-            ));
-        }
-        let allowed =
-            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-');
-        if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
-            return Err(self.error(
-                key,
-                format!(
-                    "{name:?} contains {bad:?}; names may use only letters, digits and . _ @ + -"
-                ),
-            ));
-        }
-        Ok(())
+        check_account_name(name).map_err(|message| self.error(key, message))
     }
 
     /// Picks between `field` and `field_env`, refusing both at once.
@@ -370,6 +366,11 @@ impl Checker<'_> {
                 "authorize_url",
                 raw.authorize_url,
                 &mut endpoints.authorize_url,
+            ),
+            (
+                "manual_redirect_url",
+                raw.manual_redirect_url,
+                &mut endpoints.manual_redirect_url,
             ),
         ];
         for (field, text, target) in urls {
@@ -520,6 +521,27 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is acceptable as an account name (`[A-Za-z0-9._@+-]{1,64}`); the error
+/// says what is wrong. Shared by the config file and the accounts the CLI adds.
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > MAX_ACCOUNT_NAME_CHARS {
+        return Err(format!(
+            "is {length} characters long; the limit is {MAX_ACCOUNT_NAME_CHARS}"
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-');
+    if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "{name:?} contains {bad:?}; names may use only letters, digits and . _ @ + -"
+        ));
+    }
+    Ok(())
 }
 
 fn has_stray_characters(value: &str) -> bool {
@@ -863,6 +885,40 @@ mod tests {
                 .expect("valid");
         assert!(config.queue.max_wait.is_zero());
         assert_eq!(config.upstream.pool_idle_timeout.as_secs(), 5400);
+    }
+
+    #[test]
+    fn account_upkeep_and_shutdown_settings() {
+        assert_fails(
+            "[oauth]\nrefresh_margin = \"0s\"\n",
+            "oauth.refresh_margin",
+            2,
+            "longer than zero",
+        );
+        assert_fails(
+            "[shutdown]\ndrain = \"soon\"\n",
+            "shutdown.drain",
+            2,
+            "invalid duration",
+        );
+        assert_fails(
+            "[providers.anthropic]\nmanual_redirect_url = \"ftp://x\"\n",
+            "providers.anthropic.manual_redirect_url",
+            2,
+            "http",
+        );
+        let config = parse(
+            "[oauth]\nrefresh_margin = \"10m\"\nusage_probe_interval = \"0s\"\n[shutdown]\ndrain = \"2s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.oauth.refresh_margin.as_secs(), 600);
+        assert!(
+            config.oauth.usage_probe_interval.is_zero(),
+            "0s turns probing off"
+        );
+        assert_eq!(config.shutdown.drain.as_secs(), 2);
+        assert_eq!(crate::check_account_name("a@b.example"), Ok(()));
+        assert!(crate::check_account_name("a b").is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::accounts::{Account, Accounts};
 use crate::body::FakeBody;
 use crate::clock::Clock;
 use crate::error_kind::{ErrorKind, error_body};
+use crate::oauth::{OAuthAnswer, OAuthServer, is_oauth_route};
 use crate::quota::QuotaHeaders;
 use crate::record::{RecordedRequest, RequestLog};
 use crate::reply::Reply;
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     pub max_body_bytes: usize,
     pub models: Vec<String>,
     pub cancel: CancellationToken,
+    pub oauth: OAuthServer,
 }
 
 /// How the request carried its credential.
@@ -163,6 +165,20 @@ pub(crate) async fn handle(
     if route == "/" && (parts.method == Method::HEAD || parts.method == Method::GET) {
         return Ok(response(200, &request_id, Vec::new(), FakeBody::empty()));
     }
+    if is_oauth_route(&parts.method, route) {
+        let answer = shared
+            .oauth
+            .handle(
+                &parts.method,
+                &path,
+                &parts.headers,
+                &body,
+                &shared.accounts,
+                &shared.clock,
+            )
+            .await;
+        return oauth_response(answer, &request_id);
+    }
     let known = matches!(
         (&parts.method, route),
         (&Method::POST, "/v1/messages")
@@ -239,6 +255,41 @@ pub(crate) async fn handle(
             }
         }
     }
+}
+
+fn oauth_response(answer: OAuthAnswer, request_id: &str) -> Result<Response<FakeBody>, io::Error> {
+    Ok(match answer {
+        OAuthAnswer::Json { status, body } => json_response(
+            status,
+            request_id,
+            Vec::new(),
+            Bytes::from(body.to_string()),
+        ),
+        OAuthAnswer::Redirect(location) => response(
+            302,
+            request_id,
+            vec![("location".into(), location)],
+            FakeBody::empty(),
+        ),
+        OAuthAnswer::Text(text) => response(
+            200,
+            request_id,
+            vec![("content-type".into(), "text/plain".into())],
+            FakeBody::full(Bytes::from(text)),
+        ),
+        OAuthAnswer::RateLimited { retry_after_secs } => json_response(
+            429,
+            request_id,
+            vec![("retry-after".into(), retry_after_secs.to_string())],
+            error_body("rate_limit_error", "fake: usage endpoint rate limited"),
+        ),
+        OAuthAnswer::Drop => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "fake: dropped the OAuth request",
+            ));
+        }
+    })
 }
 
 fn model_json(id: &str) -> Value {

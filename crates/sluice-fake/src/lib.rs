@@ -3,7 +3,9 @@
 //! [`FakeAnthropic`] speaks the real wire format (SSE event order, error shapes and statuses, quota
 //! headers), identifies accounts by credential, records every request, and answers each account from a
 //! FIFO script of [`Reply`]s, a default reply, or a quota simulation ([`SimAccount`]).
-//! [`LoadGen`] sends Claude-Code-like streaming traffic at a fixed rate.
+//! [`LoadGen`] sends Claude-Code-like streaming traffic at a fixed rate. The same server fakes
+//! the OAuth side of subscriptions (login page, token endpoint with rotating refresh tokens,
+//! profile, usage), so sluice's account upkeep is tested against the real wire format too.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -25,6 +27,7 @@ mod error_kind;
 mod handler;
 mod loadgen;
 mod message;
+mod oauth;
 mod quota;
 mod record;
 mod reply;
@@ -38,6 +41,10 @@ pub use error_kind::{
 pub use handler::OAUTH_BETA;
 pub use loadgen::{LoadGen, LoadGenConfig, LoadGenHandle, LoadStats};
 pub use message::{DEFAULT_DELTAS, DEFAULT_MESSAGE_ID, DEFAULT_MODEL, Usage};
+pub use oauth::{
+    AUTHORIZE_PATH, CALLBACK_PATH, DEFAULT_CLIENT_ID, IssuedTokens, OAuthCounts, OAuthUser,
+    PROFILE_PATH, TOKEN_PATH, TokenFault, USAGE_PATH, UsageFault, pkce_challenge,
+};
 pub use quota::{
     ApiKeyLimits, QuotaHeaders, RateLimit, UnifiedQuota, WARNING_UTILIZATION, window_status,
 };

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::handler::{Shared, handle};
+use crate::oauth::{IssuedTokens, OAuthCounts, OAuthServer, OAuthUser, TokenFault, UsageFault};
 use crate::quota::QuotaHeaders;
 use crate::record::{RecordedRequest, RequestLog};
 use crate::reply::Reply;
@@ -119,6 +120,7 @@ impl FakeAnthropic {
             max_body_bytes: config.max_body_bytes,
             models: config.models,
             cancel: CancellationToken::new(),
+            oauth: OAuthServer::default(),
         });
         for key in &config.accounts {
             shared.accounts.upsert(key, |_| ());
@@ -280,6 +282,76 @@ impl FakeAnthropic {
     /// Wait until [`FakeAnthropic::request_count`] reaches `n`; false on timeout.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
         self.shared.log.wait_for(n, timeout).await
+    }
+
+    // ----- the OAuth side (see the `oauth` module) ---------------------------------------
+
+    /// Add (or replace) a subscription user. The first user added is the one the login page
+    /// logs in until [`FakeAnthropic::set_login_user`] says otherwise.
+    pub fn add_oauth_user(&self, user: OAuthUser) {
+        self.shared.oauth.add_user(user);
+    }
+
+    /// Change a user (e.g. the utilization its usage endpoint reports).
+    pub fn update_oauth_user(&self, email: &str, f: impl FnOnce(&mut OAuthUser)) {
+        self.shared.oauth.update_user(email, f);
+    }
+
+    /// Whom the login page logs in next.
+    pub fn set_login_user(&self, email: &str) {
+        self.shared.oauth.set_login_user(email);
+    }
+
+    /// Issue a token pair for `email` as if the user had logged in earlier; the access token
+    /// works on the Messages API at once.
+    pub fn issue_tokens(&self, email: &str) -> IssuedTokens {
+        self.shared
+            .oauth
+            .issue(email, &self.shared.accounts, &self.shared.clock)
+    }
+
+    /// Lifetime of access tokens issued from now on.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        *self.shared.oauth.access_lifetime.lock() = lifetime;
+    }
+
+    /// The client id the OAuth endpoints accept.
+    pub fn set_oauth_client_id(&self, client_id: &str) {
+        *self.shared.oauth.client_id.lock() = client_id.to_owned();
+    }
+
+    /// Make the next refresh requests fail, in order.
+    pub fn script_token_faults<I: IntoIterator<Item = TokenFault>>(&self, faults: I) {
+        self.shared.oauth.push_token_faults(faults);
+    }
+
+    /// Make the next usage requests fail, in order.
+    pub fn script_usage_faults<I: IntoIterator<Item = UsageFault>>(&self, faults: I) {
+        self.shared.oauth.push_usage_faults(faults);
+    }
+
+    /// What the token, profile and login endpoints have seen.
+    pub fn oauth_counts(&self) -> OAuthCounts {
+        self.shared.oauth.counts()
+    }
+
+    /// Usage requests made for `email`.
+    pub fn usage_requests(&self, email: &str) -> usize {
+        self.shared.oauth.usage_requests(email)
+    }
+
+    /// Whether `token` is a refresh token that would still be accepted.
+    pub fn is_refresh_token_live(&self, token: &str) -> bool {
+        self.shared.oauth.is_refresh_token_live(token)
+    }
+
+    /// Wait until the OAuth counters satisfy `pred`; false on timeout.
+    pub async fn wait_for_oauth(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&OAuthCounts) -> bool,
+    ) -> bool {
+        self.shared.oauth.wait_for(timeout, pred).await
     }
 }
 

@@ -4,10 +4,10 @@
 //! everything it shares from a validated [`sluice_config::Config`]. The binary is a thin
 //! shell around these two; tests start the real server on `127.0.0.1:0` the same way.
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod error;
-pub mod persist;
 pub mod provider;
 pub mod proxy;
 pub mod server;

@@ -3,7 +3,8 @@
 //!
 //! Scheduler state lives behind a short synchronous lock per pool (decisions take
 //! microseconds and never await). Credentials live apart from the scheduler, in a directory
-//! swapped atomically, so the scheduler never holds a secret.
+//! swapped atomically, so the scheduler never holds a secret. Accounts from the store and
+//! their upkeep (refresh, probes, reload) are [`crate::accounts`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sluice_scheduler::{
 use tokio::sync::Notify;
 use url::Url;
 
+use crate::accounts::{AccountAuth, AccountOrigin, Runtime};
 use crate::auth::ClientKeys;
 use crate::provider::Providers;
 use crate::upstream;
@@ -28,12 +30,19 @@ pub fn now() -> Timestamp {
 }
 
 /// An account as the proxy uses it to reach the upstream.
+///
+/// A rename or a settings change replaces the directory entry; `credential` and `auth` are
+/// shared by every entry of the same account, so a refresh lands wherever it is read.
 pub struct UpstreamAccount {
     pub id: AccountId,
     pub name: String,
     pub provider: ProviderKind,
     pub base_url: Url,
-    pub credential: ArcSwap<Credential>,
+    pub credential: Arc<ArcSwap<Credential>>,
+    /// Where the account was declared, its row in the store and what is known about it.
+    pub origin: AccountOrigin,
+    /// Refresh and probe state.
+    pub auth: Arc<AccountAuth>,
 }
 
 /// One provider's pool and the signal waiters listen to for capacity changes.
@@ -78,6 +87,15 @@ pub struct Directory {
 }
 
 impl Directory {
+    pub(crate) fn from_accounts(accounts: impl IntoIterator<Item = Arc<UpstreamAccount>>) -> Self {
+        Directory {
+            accounts: accounts
+                .into_iter()
+                .map(|a| ((a.provider, a.id), a))
+                .collect(),
+        }
+    }
+
     pub fn get(&self, provider: ProviderKind, id: AccountId) -> Option<&Arc<UpstreamAccount>> {
         self.accounts.get(&(provider, id))
     }
@@ -96,6 +114,8 @@ pub enum StartError {
     ExposedWithoutKeys(std::net::SocketAddr),
     #[error("could not build the upstream HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Store(#[from] sluice_store::StoreError),
 }
 
 struct Inner {
@@ -106,6 +126,7 @@ struct Inner {
     client: reqwest::Client,
     providers: Providers,
     started_at: Instant,
+    accounts: Runtime,
 }
 
 /// Cheaply cloneable handle to everything a running sluice shares.
@@ -113,8 +134,29 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// Build the state for `config`: pools, credentials and the upstream client.
+    /// Build the state for `config`: pools, credentials and the upstream client. Nothing is
+    /// persisted and OAuth tokens are never refreshed (a rotated token could not be saved);
+    /// [`AppState::with_store`] is what `sluice serve` runs.
     pub fn new(config: Config) -> Result<AppState, StartError> {
+        AppState::build(config, None)
+    }
+
+    /// Build the state for `config` with durable state in `store`: the accounts added from
+    /// the command line join the pool, config-declared subscriptions use the tokens the store
+    /// learned, and token refresh commits every rotation to the store before using it.
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn sluice_store::Store>,
+    ) -> Result<AppState, StartError> {
+        let state = AppState::build(config, Some(store))?;
+        crate::accounts::load_at_start(&state)?;
+        Ok(state)
+    }
+
+    fn build(
+        config: Config,
+        store: Option<Arc<dyn sluice_store::Store>>,
+    ) -> Result<AppState, StartError> {
         if !config.is_loopback_listen() && config.client_keys.is_empty() {
             return Err(StartError::ExposedWithoutKeys(config.listen));
         }
@@ -138,10 +180,16 @@ impl AppState {
                     name: account.name.clone(),
                     provider: account.provider,
                     base_url: base_url(&config, account),
-                    credential: ArcSwap::from_pointee(account.credential.clone()),
+                    credential: Arc::new(ArcSwap::from_pointee(account.credential.clone())),
+                    origin: AccountOrigin::config(&account.credential),
+                    auth: Arc::new(AccountAuth::default()),
                 }),
             );
         }
+        let config_path = match &config.source {
+            sluice_config::ConfigSource::File(path) => Some(path.clone()),
+            sluice_config::ConfigSource::Default => None,
+        };
         Ok(AppState(Arc::new(Inner {
             client_keys: ArcSwap::from_pointee(ClientKeys::new(&config.client_keys)),
             config: ArcSwap::from_pointee(config),
@@ -150,6 +198,7 @@ impl AppState {
             client,
             providers: Providers::default(),
             started_at: Instant::now(),
+            accounts: Runtime::new(store, config_path),
         })))
     }
 
@@ -184,9 +233,31 @@ impl AppState {
     pub fn uptime(&self) -> std::time::Duration {
         self.0.started_at.elapsed()
     }
+
+    /// Account upkeep: the store, refresh, probes, reload.
+    pub fn accounts(&self) -> &Runtime {
+        &self.0.accounts
+    }
+
+    /// Swap in a new directory (accounts joined, left, renamed or changed).
+    pub(crate) fn set_directory(&self, directory: Directory) {
+        self.0.directory.store(Arc::new(directory));
+    }
+
+    /// Swap in a reloaded configuration: settings, client keys and pool tunables.
+    pub(crate) fn set_config(&self, config: Config) {
+        let pool_config = pool_config(&config);
+        for pool in self.pools() {
+            pool.update(|p| p.set_config(pool_config.clone()));
+        }
+        self.0
+            .client_keys
+            .store(Arc::new(ClientKeys::new(&config.client_keys)));
+        self.0.config.store(Arc::new(config));
+    }
 }
 
-fn pool_config(config: &Config) -> PoolConfig {
+pub(crate) fn pool_config(config: &Config) -> PoolConfig {
     let s = &config.scheduler;
     PoolConfig {
         // The config crate validated the name against the same list.
@@ -201,7 +272,7 @@ fn pool_config(config: &Config) -> PoolConfig {
     }
 }
 
-fn account_spec(account: &AccountConfig) -> AccountSpec {
+pub(crate) fn account_spec(account: &AccountConfig) -> AccountSpec {
     AccountSpec {
         name: account.name.clone(),
         provider: account.provider.to_string(),
@@ -215,7 +286,7 @@ fn account_spec(account: &AccountConfig) -> AccountSpec {
     }
 }
 
-fn base_url(config: &Config, account: &AccountConfig) -> Url {
+pub(crate) fn base_url(config: &Config, account: &AccountConfig) -> Url {
     account
         .upstream
         .clone()

@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use sluice_fake::{QuotaHeaders, Reply, epoch_secs};
-use sluice_server::persist::{self, JsonQuotaFile};
 use tokio_util::sync::CancellationToken;
 
 /// Poll `check` until it holds, failing after a generous deadline (never a timing assertion:
@@ -299,34 +297,26 @@ async fn queued_requests_are_served_in_arrival_order_and_held_streams_get_pings(
 #[tokio::test]
 async fn learned_quota_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(JsonQuotaFile::in_data_dir(dir.path()));
     let five_hours = epoch_secs(std::time::SystemTime::now()) + 3 * 3600;
     let week = epoch_secs(std::time::SystemTime::now()) + 4 * 86_400;
 
-    let h = Harness::start(&[oauth("max", "sk-ant-oat01-max")]).await;
+    let h = Harness::start_with_store(&[oauth("max", "sk-ant-oat01-max")], dir.path()).await;
+    let tasks = sluice_server::accounts::spawn_tasks(&h.state, CancellationToken::new());
     h.fake.set_quota_headers(
         "sk-ant-oat01-max",
         QuotaHeaders::unified(0.42, five_hours, 0.31, week),
     );
-    let stop = CancellationToken::new();
-    let saver = persist::spawn_saver(
-        h.state.clone(),
-        store.clone(),
-        Duration::from_secs(3600),
-        stop.clone(),
-    );
     let response = h.messages(&plain_body()).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let _ = response.bytes().await;
+    let state = h.state.clone();
     h.stop().await;
     // Shutting down writes what was learned, without waiting for the next interval.
-    stop.cancel();
-    saver.await.unwrap();
-    let text = std::fs::read_to_string(store.path()).unwrap();
-    assert!(!text.contains("sk-ant"), "no credential in the quota file");
+    tasks.shutdown(&state).await;
+    drop(state);
 
-    let restarted = Harness::start(&[oauth("max", "sk-ant-oat01-max")]).await;
-    persist::restore_from(&restarted.state, store.as_ref());
+    let restarted =
+        Harness::start_with_store(&[oauth("max", "sk-ant-oat01-max")], dir.path()).await;
     let account = restarted.account_status("max").await;
     assert_eq!(account["quota"]["session"]["utilization"], 0.42);
     assert_eq!(account["quota"]["weekly"]["utilization"], 0.31);

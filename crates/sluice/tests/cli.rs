@@ -201,7 +201,10 @@ fn serve_drains_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         &dir,
-        "[[accounts]]\nname = \"a\"\napi_key = \"sk-ant-api03-x\"\nupstream = \"http://127.0.0.1:9\"\n",
+        &format!(
+            "data_dir = \"{}\"\n[[accounts]]\nname = \"a\"\napi_key = \"sk-ant-api03-x\"\nupstream = \"http://127.0.0.1:9\"\n",
+            dir.path().join("data").display()
+        ),
     );
     let (mut running, url) = start(&[
         "serve",

@@ -3,7 +3,9 @@
 //!
 //! Everything that can still be retried happens here, before the response is committed:
 //! connect errors, timeouts, 429/529/5xx/401/403 statuses, and an `error` event arriving as
-//! the very first event of a stream. Once [`Delivery::Stream`] is handed out the request
+//! the very first event of a stream. A subscription whose access token has expired is
+//! refreshed before it is sent; one whose token the upstream refuses (401) gets one forced
+//! refresh and a second try on the same account before the account is failed. Once [`Delivery::Stream`] is handed out the request
 //! belongs to the client and is never retried.
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use super::lease::LeaseGuard;
 use super::log::{RequestRecord, outcome_name};
 use super::queue::QueuePlace;
 use super::sse::SseFramer;
+use crate::accounts::refresh;
 use crate::error::{ErrorKind, ProxyError};
 use crate::provider::{Provider, RequestFacts, RouteKind, StreamReport};
 use crate::state::{AppState, PoolHandle, now};
@@ -304,13 +307,6 @@ impl Exchange {
         };
         self.record.account = Some(account.name.clone());
 
-        let credential = account.credential.load_full();
-        let headers = self
-            .provider
-            .upstream_headers(&self.client_headers, &credential);
-        let url = self
-            .provider
-            .upstream_url(&account.base_url, &self.path_and_query);
         let (response_timeout, idle_timeout) = {
             let config = self.app.config();
             (
@@ -318,36 +314,68 @@ impl Exchange {
                 config.upstream.idle_timeout,
             )
         };
-        let send = self
-            .app
-            .client()
-            .request(self.method.clone(), url)
-            .headers(headers)
-            .body(self.body.clone())
-            .send();
-        let response = match tokio::time::timeout(response_timeout, send).await {
-            Err(_) => {
-                return transport_failure(
-                    guard,
-                    Outcome::Timeout,
-                    &account.name,
-                    "timed out waiting for the upstream's response",
-                );
+        // A subscription's 401 gets one forced token refresh and a second try on the same
+        // account before it counts as the account's failure.
+        let mut refreshed_after_401 = false;
+        let response = loop {
+            let credential = refresh::usable_credential(&self.app, &account).await;
+            if refresh::expired_beyond_refresh(&credential) {
+                // Sending a token known to be dead would only earn a 401.
+                guard.finish(Outcome::AuthRejected { status: 401 });
+                let failure = Failure::Own(ProxyError::new(
+                    ErrorKind::Authentication,
+                    format!(
+                        "the access token of account {} has expired and could not be refreshed",
+                        account.name
+                    ),
+                ));
+                return Attempt::Failover(failure, Outcome::AuthRejected { status: 401 });
             }
-            Ok(Err(error)) => {
-                let outcome = if error.is_timeout() {
-                    Outcome::Timeout
-                } else {
-                    Outcome::Connect
-                };
-                return transport_failure(
-                    guard,
-                    outcome,
-                    &account.name,
-                    "could not reach the upstream",
-                );
+            let headers = self
+                .provider
+                .upstream_headers(&self.client_headers, &credential);
+            let url = self
+                .provider
+                .upstream_url(&account.base_url, &self.path_and_query);
+            let send = self
+                .app
+                .client()
+                .request(self.method.clone(), url)
+                .headers(headers)
+                .body(self.body.clone())
+                .send();
+            let response = match tokio::time::timeout(response_timeout, send).await {
+                Err(_) => {
+                    return transport_failure(
+                        guard,
+                        Outcome::Timeout,
+                        &account.name,
+                        "timed out waiting for the upstream's response",
+                    );
+                }
+                Ok(Err(error)) => {
+                    let outcome = if error.is_timeout() {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::Connect
+                    };
+                    return transport_failure(
+                        guard,
+                        outcome,
+                        &account.name,
+                        "could not reach the upstream",
+                    );
+                }
+                Ok(Ok(response)) => response,
+            };
+            if response.status() == StatusCode::UNAUTHORIZED
+                && !refreshed_after_401
+                && refresh::refresh_after_rejection(&self.app, &account, &credential).await
+            {
+                refreshed_after_401 = true;
+                continue;
             }
-            Ok(Ok(response)) => response,
+            break response;
         };
 
         let at = now();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod upkeep;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +57,19 @@ impl Harness {
 
     /// Start with a config adjusted by `tune` (timeouts, limits, client keys…).
     pub async fn start_with(accounts: &[TestAccount], tune: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_inner(accounts, None, tune).await
+    }
+
+    /// Start backed by the SQLite store in `data_dir`, as `sluice serve` runs.
+    pub async fn start_with_store(accounts: &[TestAccount], data_dir: &std::path::Path) -> Harness {
+        Harness::start_inner(accounts, Some(data_dir), |_| {}).await
+    }
+
+    async fn start_inner(
+        accounts: &[TestAccount],
+        data_dir: Option<&std::path::Path>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Harness {
         let fake = FakeAnthropic::start(FakeConfig::default()).expect("fake upstream starts");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -75,7 +90,14 @@ impl Harness {
         tune(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState::new(config).expect("state builds");
+        let state = match data_dir {
+            Some(dir) => {
+                config.data_dir = dir.to_owned();
+                let store = sluice_store::SqliteStore::open(dir).expect("store opens");
+                AppState::with_store(config, std::sync::Arc::new(store)).expect("state builds")
+            }
+            None => AppState::new(config).expect("state builds"),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sluice_server::serve_with_drain(
             listener,

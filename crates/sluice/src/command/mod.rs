@@ -1,7 +1,14 @@
 //! The subcommands and their dispatch.
 
+mod accounts;
 mod config;
 mod demo;
+mod env;
+mod import;
+mod local;
+mod login;
+mod reload;
+mod run;
 mod serve;
 mod simulate;
 mod status;
@@ -35,6 +42,19 @@ enum Command {
     Status(status::Args),
     /// Compare routing strategies on a simulated pool (virtual clock, same scheduler).
     Simulate(simulate::Args),
+    /// Add (or renew) a Claude subscription by logging in with a browser.
+    Login(login::Args),
+    /// Take over an existing login (Claude Code's).
+    #[command(subcommand)]
+    Import(import::Command),
+    /// List and manage accounts (works whether or not sluice is running).
+    Accounts(accounts::Args),
+    /// Check the config file and make the running sluice apply it.
+    Reload(reload::Args),
+    /// Print the shell exports that point Claude Code at sluice.
+    Env(env::Args),
+    /// Start Claude Code wired through sluice: `sluice run -- [claude args]`.
+    Run(run::Args),
 }
 
 /// Where `--config` points, shared by subcommands that read the configuration.
@@ -52,6 +72,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(command) => config::run(command),
         Command::Status(args) => status::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Login(args) => login::run(args),
+        Command::Import(command) => import::run(command),
+        Command::Accounts(args) => accounts::run(args),
+        Command::Reload(args) => reload::run(args),
+        Command::Env(args) => env::run(args),
+        Command::Run(args) => run::run(args),
     }
 }
 

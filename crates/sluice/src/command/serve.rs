@@ -1,13 +1,18 @@
-//! `sluice serve`: run the proxy with the configured accounts.
+//! `sluice serve`: run the proxy with the configured accounts and those in the store.
+//!
+//! Takes the data directory's lock (one serving sluice per data directory: two would refresh
+//! the same rotating tokens), opens the store, starts the account upkeep tasks, and serves
+//! until SIGINT or SIGTERM: then it stops accepting, lets requests and streams in flight
+//! finish (up to `shutdown.drain`), lets token refreshes under way commit, saves what it
+//! learned and exits 0. SIGHUP reloads the config file.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_server::AppState;
-use sluice_server::persist::{self, JsonQuotaFile};
+use sluice_store::{DataDirLock, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use super::ConfigArg;
@@ -33,27 +38,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
         let listen = listener.local_addr()?;
-        let accounts = config.accounts.len();
-        let store = Arc::new(JsonQuotaFile::in_data_dir(&config.data_dir));
-        let state = AppState::new(config)?;
-        persist::restore_from(&state, store.as_ref());
-        // Background work, stopped together once serving has drained.
-        let background = CancellationToken::new();
-        let saver = persist::spawn_saver(
-            state.clone(),
-            store,
-            persist::SAVE_EVERY,
-            background.child_token(),
-        );
+        let _lock = DataDirLock::acquire(&config.data_dir, listen)?;
+        let store = SqliteStore::open(&config.data_dir)?;
+        let drain = config.shutdown.drain;
+        let state = AppState::with_store(config, Arc::new(store))?;
+        let accounts = state.directory().iter().count();
+        let cancel = CancellationToken::new();
+        let tasks = sluice_server::accounts::spawn_tasks(&state, cancel.clone());
+        let hangups = tokio::spawn(reload_on_hangup(state.clone(), cancel.clone()));
         tracing::info!(%listen, accounts, "sluice is serving");
         eprintln!("sluice listening on http://{listen} with {accounts} account(s)");
-        eprintln!("point Claude Code at it:  export ANTHROPIC_BASE_URL=http://{listen}");
-        let served = sluice_server::serve(listener, state, super::shutdown_signal()).await;
-        background.cancel();
-        if saver.await.is_err() {
-            tracing::warn!("the quota saver did not finish cleanly");
-        }
-        served?;
+        eprintln!("point Claude Code at it:  eval \"$(sluice env)\"   or   sluice run");
+        sluice_server::serve_with_drain(listener, state.clone(), super::shutdown_signal(), drain)
+            .await?;
+        cancel.cancel();
+        let _ = hangups.await;
+        tasks.shutdown(&state).await;
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reload the config file on every SIGHUP (what `sluice reload` sends).
+async fn reload_on_hangup(state: AppState, cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the config file watcher still reloads");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    sluice_server::accounts::reload_and_log(&state, "SIGHUP").await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    cancel.cancelled().await;
 }

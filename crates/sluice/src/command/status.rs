@@ -75,25 +75,60 @@ pub fn render(status: &Value) -> String {
         text(&totals["failed"]),
     ));
     out.push_str(&format!(
-        "{:<18} {:<10} {:<8} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5}  {}\n",
-        "ACCOUNT", "PROVIDER", "KIND", "STATE", "INFL", "OK", "FAIL", "5H", "7D", "LAST ERROR"
+        "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
+        "ACCOUNT",
+        "PROVIDER",
+        "KIND",
+        "PLAN",
+        "STATE",
+        "INFL",
+        "OK",
+        "FAIL",
+        "5H",
+        "7D",
+        "TOKEN",
+        "LAST ERROR"
     ));
+    let now = super::local::now_ms();
     for account in status["accounts"].as_array().into_iter().flatten() {
+        let credential = &account["credential"];
+        let state = if account["leaving"] == true {
+            "leaving".to_owned()
+        } else {
+            text(&account["state"])
+        };
         out.push_str(&format!(
-            "{:<18} {:<10} {:<8} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5}  {}\n",
+            "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
             text(&account["name"]),
             text(&account["provider"]),
             text(&account["kind"]),
-            text(&account["state"]),
+            credential["plan"].as_str().unwrap_or("-"),
+            state,
             text(&account["in_flight"]),
             text(&account["completed"]),
             text(&account["failed"]),
             short_window_use(&account["quota"]),
             percent(account["quota"]["weekly"]["utilization"].as_f64()),
+            token_expiry(credential, now),
             account["last_error"].as_str().unwrap_or(""),
         ));
     }
     out
+}
+
+/// How long a subscription's access token has left ("47m", "expired"); "-" for keys.
+fn token_expiry(credential: &Value, now: i64) -> String {
+    let Some(expires_at) = credential["expires_at"].as_i64() else {
+        return "-".to_owned();
+    };
+    let left = (expires_at - now) / 1000;
+    if left <= 0 {
+        "expired".to_owned()
+    } else if left >= 3600 {
+        format!("{}h{:02}m", left / 3600, left % 3600 / 60)
+    } else {
+        format!("{}m", left / 60)
+    }
 }
 
 /// The 5-hour window's use, or for API-key accounts the fullest rate-limit bucket.
