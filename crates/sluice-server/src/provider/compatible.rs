@@ -223,8 +223,9 @@ pub fn map_model(body: &Bytes, models: &ModelMap) -> Result<Bytes, ProxyError> {
 /// the body is only parsed when it mentions one of those block types.
 pub fn carries_anthropic_signatures(body: &[u8]) -> bool {
     let mentions = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    if !mentions(b"redacted_thinking") && !(mentions(b"\"thinking\"") && mentions(b"\"signature\""))
-    {
+    let might_carry =
+        mentions(b"redacted_thinking") || (mentions(b"\"thinking\"") && mentions(b"\"signature\""));
+    if !might_carry {
         return false;
     }
     #[derive(Deserialize)]

@@ -599,14 +599,12 @@ pub fn parse_user_quota(body: &[u8], model: Option<&str>, _now: Timestamp) -> Qu
     let Ok(quota) = serde_json::from_slice::<Quota>(body) else {
         return QuotaObservation::default();
     };
-    let usable = quota.buckets.into_iter().filter(|b| {
+    let mut usable = quota.buckets.into_iter().filter(|b| {
         b.remaining_fraction
             .is_some_and(|f| f.is_finite() && f >= 0.0)
     });
     let chosen = match model {
-        Some(model) => usable
-            .filter(|b| b.model_id.as_deref() == Some(model))
-            .next(),
+        Some(model) => usable.find(|b| b.model_id.as_deref() == Some(model)),
         None => usable.min_by(|a, b| {
             a.remaining_fraction
                 .unwrap_or(1.0)

@@ -38,13 +38,13 @@ pub const INSUFFICIENT_QUOTA_BENCH: Duration = Duration::from_secs(60 * 60);
 const ACCOUNT_SCOPED_HEADERS: [&str; 2] = ["openai-organization", "openai-project"];
 
 /// OpenAI API-key accounts. `pool` is the scheduler pool its requests are placed in.
-pub struct OpenAi {
+pub struct OpenAI {
     pool: ProviderKind,
 }
 
-impl OpenAi {
+impl OpenAI {
     pub fn new(pool: ProviderKind) -> Self {
-        OpenAi { pool }
+        OpenAI { pool }
     }
 }
 
@@ -72,7 +72,7 @@ pub(crate) struct RequestPeek<'a> {
     pub prompt_cache_key: Option<Cow<'a, str>>,
 }
 
-impl Provider for OpenAi {
+impl Provider for OpenAI {
     fn kind(&self) -> ProviderKind {
         self.pool
     }
@@ -507,7 +507,7 @@ mod tests {
     use super::*;
     use crate::provider::{AccountContext, ClientRequest, UpstreamIdentity};
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::OpenAi exists
+    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::OpenAI exists
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -559,7 +559,7 @@ mod tests {
 
     #[test]
     fn captured_python_requests_are_inspected() {
-        let p = OpenAi::new(POOL);
+        let p = OpenAI::new(POOL);
         let (hdrs, body) = fixture("openai_python_chat.json");
         let facts = p.inspect(&hdrs, &body);
         assert!(facts.stream);
@@ -602,7 +602,7 @@ mod tests {
             headers: &client,
             body: &body,
         };
-        let out = OpenAi::new(POOL)
+        let out = OpenAI::new(POOL)
             .upstream_request(
                 &request,
                 &AccountContext {
@@ -714,7 +714,7 @@ mod tests {
 
     #[test]
     fn chat_stream_usage_and_end() {
-        let p = OpenAi::new(POOL);
+        let p = OpenAI::new(POOL);
         let mut report = StreamReport::default();
         p.observe_event(
             "message",
@@ -751,7 +751,7 @@ mod tests {
 
     #[test]
     fn responses_stream_usage_and_failure() {
-        let p = OpenAi::new(POOL);
+        let p = OpenAI::new(POOL);
         let mut report = StreamReport::default();
         p.observe_event(
             "response.output_text.delta",
@@ -809,7 +809,7 @@ mod tests {
     fn own_errors_use_the_openai_shape() {
         let err = ProxyError::new(ErrorKind::Overloaded, "busy")
             .retry_after(Some(Duration::from_millis(1500)));
-        let (status, hdrs, body) = OpenAi::new(POOL).error_response(&err);
+        let (status, hdrs, body) = OpenAI::new(POOL).error_response(&err);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(hdrs["retry-after"], "2");
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -817,9 +817,9 @@ mod tests {
         assert_eq!(json["error"]["code"], "server_is_overloaded");
         assert_eq!(json["error"]["message"], "busy");
         assert!(json["error"]["param"].is_null());
-        let event = OpenAi::new(POOL).error_event(&err);
+        let event = OpenAI::new(POOL).error_event(&err);
         assert!(event.starts_with(b"event: error\ndata: {\"error\":"));
         assert!(event.ends_with(b"\n\n"));
-        assert_eq!(&OpenAi::new(POOL).keepalive_event()[..], b": keepalive\n\n");
+        assert_eq!(&OpenAI::new(POOL).keepalive_event()[..], b": keepalive\n\n");
     }
 }
