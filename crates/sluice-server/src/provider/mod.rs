@@ -12,6 +12,7 @@
 //! provider behaving exactly as before.
 
 pub mod anthropic;
+pub mod claude_chat;
 pub mod codex;
 pub mod compatible;
 pub mod gemini;
