@@ -1,4 +1,9 @@
-//! A fake Anthropic upstream for sluice's tests, benchmarks and `sluice demo`, plus a load generator.
+//! Fake upstreams for sluice's tests, benchmarks and `sluice demo`, plus a load generator.
+//!
+//! [`FakeCodex`] (ChatGPT-account Codex and its OAuth token endpoint), [`FakeGemini`] (Code
+//! Assist, the Gemini API and Google's token endpoint) and [`FakeOpenAI`] (Chat Completions
+//! and Responses with API keys) are scripted per account with [`ApiReply`]s and record every
+//! request; each is its own server, started on `127.0.0.1:0`.
 //!
 //! [`FakeAnthropic`] speaks the real wire format (SSE event order, error shapes and statuses, quota
 //! headers), identifies accounts by credential, records every request, and answers each account from a
@@ -21,18 +26,33 @@
 //! ```
 
 mod accounts;
+mod api_reply;
 mod body;
 mod clock;
+mod codex;
 mod error_kind;
+mod gemini;
 mod handler;
+mod listen;
 mod loadgen;
 mod message;
 mod oauth;
+mod openai;
 mod quota;
 mod record;
 mod reply;
+mod responses_wire;
 mod server;
 mod sim;
+mod wire;
+
+pub use api_reply::{ApiReply, ApiUsage, DEFAULT_RESET_SECS};
+pub use codex::{
+    CODEX_ACCESS_TOKEN_SECS, CodexQuota, CodexWindow, DEFAULT_CODEX_BASE_PATH, FakeCodex,
+    FakeCodexConfig, id_token,
+};
+pub use gemini::{FakeGemini, FakeGeminiConfig, GOOGLE_ACCESS_TOKEN_SECS, GeminiQuotaBucket};
+pub use openai::{FakeOpenAI, FakeOpenAIConfig, OpenAILimits};
 
 pub use clock::{Clock, epoch_secs};
 pub use error_kind::{

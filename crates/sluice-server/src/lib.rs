@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod translate;
 pub mod upstream;
 
 pub use server::{DEFAULT_DRAIN, router, serve, serve_with_drain};
