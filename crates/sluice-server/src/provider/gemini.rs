@@ -38,8 +38,8 @@ use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp, To
 
 use super::signals::{next_pacific_midnight, parse_duration};
 use super::{
-    AccountContext, ClientRequest, Provider, RequestFacts, ResponseTranslator, RouteKind,
-    StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
+    AccountContext, ClientRequest, Eligibility, Provider, RequestFacts, ResponseTranslator,
+    RouteKind, StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
 
@@ -259,6 +259,14 @@ impl Provider for Gemini {
                     weight: 1,
                 }
             }
+        }
+    }
+
+    /// Each dialect has its own kind of account: Code Assist Google logins, the API keys.
+    fn eligibility(&self, _request: &ClientRequest<'_>) -> Eligibility {
+        Eligibility {
+            credential: Some(self.dialect.credential_kind()),
+            first_party_only: false,
         }
     }
 

@@ -195,6 +195,7 @@ pub fn account_config(account: &TestAccount, base_url: &str) -> AccountConfig {
         priority: account.priority,
         weight: 1,
         enabled: true,
+        options: Default::default(),
     }
 }
 
