@@ -508,7 +508,7 @@ mod tests {
     use super::*;
     use crate::provider::UpstreamIdentity;
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::Codex exists
+    const POOL: ProviderKind = ProviderKind::Codex;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

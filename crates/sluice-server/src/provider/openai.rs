@@ -530,7 +530,7 @@ mod tests {
     use super::*;
     use crate::provider::{AccountContext, ClientRequest, UpstreamIdentity};
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::OpenAI exists
+    const POOL: ProviderKind = ProviderKind::OpenAI;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod pools;
 pub mod upkeep;
 
 use std::sync::Arc;
