@@ -402,3 +402,43 @@ async fn an_expired_token_is_refreshed_and_a_reused_refresh_token_needs_a_new_lo
     assert!(last.credential.unwrap().starts_with("codex-at-acct-a-"));
     pools.stop().await;
 }
+
+/// A client that opens turns as the Codex CLI does (WebSocket first, falling back per its
+/// policy) falls back after one handshake against sluice, and only after its whole retry
+/// budget against a server that ignores the upgrade. Counted in handshakes, not timed (the
+/// backoff is shortened here; `examples/codex_ws_fallback.rs` measures the real delays).
+#[tokio::test]
+async fn a_codex_like_client_falls_back_at_once_from_sluice_but_not_from_an_ignoring_server() {
+    let pools = Pools::start(|up| {
+        up.codex.add_account("acct-a", "at-a");
+        vec![codex("a", "at-a", "acct-a")]
+    })
+    .await;
+    let cli = sluice_fake::CodexTransport {
+        initial_backoff: Duration::from_millis(1),
+        ..sluice_fake::CodexTransport::default()
+    };
+    let sluice_addr = pools.url.trim_start_matches("http://").parse().unwrap();
+    let against_sluice = cli.open_turn(sluice_addr).await;
+    assert_eq!(against_sluice.handshakes, [Some(426)]);
+    // …and the turn goes on over HTTP.
+    let response = send_turn(&pools, "/v1/responses", "ws-fallback").await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+
+    let ignorer = sluice_fake::UpgradeIgnorer::start().await.unwrap();
+    let against_ignorer = cli.open_turn(ignorer.addr()).await;
+    assert_eq!(
+        against_ignorer.handshakes,
+        vec![Some(404); 6],
+        "the first attempt and five retries"
+    );
+    println!(
+        "codex fallback: sluice {:?} after {} handshake(s); ignoring server {:?} after {} (1 ms backoff)",
+        against_sluice.fallback_after,
+        against_sluice.handshakes.len(),
+        against_ignorer.fallback_after,
+        against_ignorer.handshakes.len()
+    );
+    pools.stop().await;
+}
