@@ -579,7 +579,7 @@ fn login_page(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
             refresh.codes.insert(code, (account, pending));
             redirect
         }
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 

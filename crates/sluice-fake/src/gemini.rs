@@ -476,7 +476,7 @@ fn login_page(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
             tokens.codes.insert(code, (account, pending));
             redirect
         }
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 

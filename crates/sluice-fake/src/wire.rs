@@ -72,16 +72,18 @@ pub(crate) fn token_fields(req: &ApiRequest) -> std::collections::HashMap<String
 pub(crate) fn approve_login(
     req: &ApiRequest,
     serial: u64,
-) -> Result<(String, PendingLogin, Response<crate::body::FakeBody>), Response<crate::body::FakeBody>>
-{
+) -> Result<
+    (String, PendingLogin, Response<crate::body::FakeBody>),
+    Box<Response<crate::body::FakeBody>>,
+> {
     let get = |k: &str| req.query_param(k).unwrap_or_default();
     let refuse = |message: &str| {
-        json(
+        Box::new(json(
             400,
             &req.request_id,
             &[],
             &serde_json::json!({"error": "invalid_request", "error_description": message}),
-        )
+        ))
     };
     if get("response_type") != "code" || get("code_challenge_method") != "S256" {
         return Err(refuse("fake: expected response_type=code and S256"));

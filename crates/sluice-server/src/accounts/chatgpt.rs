@@ -106,7 +106,7 @@ pub fn identity_from_token(token: &Secret<String>) -> Option<ChatGptIdentity> {
 /// When a JWT access token expires (its `exp` claim), in epoch milliseconds.
 pub fn token_expiry_ms(token: &Secret<String>) -> Option<i64> {
     let exp = jwt_claims(token.expose())?.get("exp")?.as_f64()?;
-    (exp.is_finite() && exp > 0.0).then(|| (exp * 1000.0) as i64)
+    (exp.is_finite() && exp > 0.0).then_some((exp * 1000.0) as i64)
 }
 
 /// An account's 5-hour and weekly use, without spending any of it.

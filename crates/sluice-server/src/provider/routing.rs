@@ -165,13 +165,15 @@ mod tests {
         let codex = headers(&[("originator", "codex_cli_rs")]);
         use ProviderKind::*;
         use RouteKind::*;
-        let cases: &[(
+        /// Method, path, headers, body, and the pool and kind expected.
+        type Case<'a> = (
             Method,
-            &str,
-            &HeaderMap,
-            &str,
+            &'a str,
+            &'a HeaderMap,
+            &'a str,
             Option<(ProviderKind, RouteKind)>,
-        )] = &[
+        );
+        let cases: &[Case<'_>] = &[
             (
                 Method::POST,
                 "/v1/messages",
