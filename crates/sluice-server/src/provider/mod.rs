@@ -497,7 +497,12 @@ pub(crate) fn forwardable_request_headers(client: &HeaderMap) -> HeaderMap {
         if is_hop_by_hop(n)
             || matches!(
                 n,
-                "host" | "content-length" | "x-api-key" | "authorization" | "accept-encoding"
+                "host"
+                    | "content-length"
+                    | "x-api-key"
+                    | "x-goog-api-key"
+                    | "authorization"
+                    | "accept-encoding"
             )
             || n.starts_with("x-sluice-")
             || connection_listed.iter().any(|c| c == n)
