@@ -74,6 +74,24 @@ pub fn render(status: &Value) -> String {
         text(&totals["completed"]),
         text(&totals["failed"]),
     ));
+    let pools: Vec<String> = status["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["accounts"].as_u64().unwrap_or(0) > 0)
+        .map(|p| {
+            format!(
+                "{} {}/{} available, {} queued",
+                text(&p["provider"]),
+                text(&p["available"]),
+                text(&p["accounts"]),
+                p["scheduler"]["queued"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect();
+    if !pools.is_empty() {
+        out.push_str(&format!("pools: {}\n", pools.join(" · ")));
+    }
     out.push_str(&format!(
         "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
         "ACCOUNT",
@@ -100,7 +118,7 @@ pub fn render(status: &Value) -> String {
         out.push_str(&format!(
             "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
             text(&account["name"]),
-            text(&account["provider"]),
+            provider_column(account["provider"].as_str().unwrap_or("-")),
             text(&account["kind"]),
             credential["plan"].as_str().unwrap_or("-"),
             state,
@@ -114,6 +132,15 @@ pub fn render(status: &Value) -> String {
         ));
     }
     out
+}
+
+/// A provider's name for a table column: third parties (`anthropic-compatible`) are
+/// `compatible`, which fits.
+pub fn provider_column(provider: &str) -> &str {
+    match provider {
+        "anthropic-compatible" => "compatible",
+        other => other,
+    }
 }
 
 /// How long a subscription's access token has left ("47m", "expired"); "-" for keys.
