@@ -386,27 +386,12 @@ fn import_gemini_stores_the_google_login_with_its_code_assist_project() {
     assert_eq!(setup.store().accounts().unwrap().len(), 1);
 }
 
-#[test]
-fn login_codex_completes_through_the_localhost_callback() {
-    let fake = Fake::start();
-    let others = others(&fake);
-    others.codex.add_account("acct-login", "unused-access");
-    others.codex.set_plan("acct-login", "plus");
-    others.codex.set_login_account("acct-login");
-    // The Codex client only returns to a fixed localhost port: a free one stands in for 1455.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let setup = Setup::new(&fake.fake, "");
-    add_endpoints(
-        &setup,
-        &others,
-        &format!("http://localhost:{port}/auth/callback"),
-    );
+/// Drive `sluice login --provider PROVIDER`, playing the browser: the fake's login page
+/// approves at once and redirects to sluice's localhost listener. Returns success, stdout,
+/// stderr and the login URL.
+fn login(setup: &Setup, fake: &Fake, provider: &str) -> (bool, String, String, String) {
     let mut child = sluice()
-        .args(["login", "--provider", "codex", "--config"])
+        .args(["login", "--provider", provider, "--config"])
         .arg(&setup.config)
         // A "browser" that does nothing: the test plays the browser itself.
         .env("BROWSER", "true")
@@ -427,12 +412,7 @@ fn login_codex_completes_through_the_localhost_callback() {
         }
     };
     assert!(url.contains("code_challenge_method=S256"), "{url}");
-    assert!(
-        url.contains(&format!("localhost%3A{port}%2Fauth%2Fcallback")),
-        "{url}"
-    );
     fake.block_on(async {
-        // The login page approves and redirects to sluice's listener, which answers.
         let page = client().get(&url).send().await.unwrap();
         assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
     });
@@ -445,7 +425,35 @@ fn login_codex_completes_through_the_localhost_callback() {
         .read_to_string(&mut stdout)
         .unwrap();
     stderr.read_to_string(&mut seen).unwrap();
-    assert!(child.wait().unwrap().success(), "{seen}");
+    let ok = child.wait().unwrap().success();
+    (ok, stdout, seen, url)
+}
+
+#[test]
+fn login_codex_completes_through_the_localhost_callback() {
+    let fake = Fake::start();
+    let others = others(&fake);
+    others.codex.add_account("acct-login", "unused-access");
+    others.codex.set_plan("acct-login", "plus");
+    others.codex.set_login_account("acct-login");
+    // The Codex client only returns to a fixed localhost port: a free one stands in for 1455.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let setup = Setup::new(&fake.fake, "");
+    add_endpoints(
+        &setup,
+        &others,
+        &format!("http://localhost:{port}/auth/callback"),
+    );
+    let (ok, stdout, seen, url) = login(&setup, &fake, "codex");
+    assert!(ok, "{seen}");
+    assert!(
+        url.contains(&format!("localhost%3A{port}%2Fauth%2Fcallback")),
+        "{url}"
+    );
     assert!(
         stdout.contains("added account \"acct-login@fake.test\" (codex)"),
         "{stdout}"
@@ -460,6 +468,39 @@ fn login_codex_completes_through_the_localhost_callback() {
     assert_eq!(row.profile.plan.as_deref(), Some("plus"));
     let refresh = row.oauth().unwrap().refresh_token.clone().unwrap();
     assert!(others.codex.is_refresh_token_live(refresh.expose()));
+    assert!(!stdout.contains(refresh.expose().as_str()));
+    assert!(!seen.contains(refresh.expose().as_str()));
+}
+
+#[test]
+fn login_gemini_stores_the_google_account_with_its_project() {
+    let fake = Fake::start();
+    let others = others(&fake);
+    others
+        .gemini
+        .add_code_assist_account("ya29.login-seed", "proj-login");
+    others
+        .gemini
+        .set_email("ya29.login-seed", "google@example.com");
+    others.gemini.set_login_account("ya29.login-seed");
+    let setup = Setup::new(&fake.fake, "");
+    add_endpoints(&setup, &others, "http://localhost:1455/auth/callback");
+    let (ok, stdout, seen, url) = login(&setup, &fake, "gemini");
+    assert!(ok, "{seen}");
+    assert!(url.contains("127.0.0.1%3A"), "a loopback listener: {url}");
+    assert!(
+        stdout.contains("added account \"google@example.com\" (gemini)"),
+        "{stdout}"
+    );
+    assert_eq!(others.gemini.logins(), 1);
+    let row = setup
+        .store()
+        .account("google@example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.provider, "gemini");
+    assert_eq!(row.profile.project.as_deref(), Some("proj-login"));
+    let refresh = row.oauth().unwrap().refresh_token.clone().unwrap();
     assert!(!stdout.contains(refresh.expose().as_str()));
     assert!(!seen.contains(refresh.expose().as_str()));
 }

@@ -177,3 +177,44 @@ fn short_window_use(quota: &Value) -> String {
 fn percent(fraction: Option<f64>) -> String {
     fraction.map_or_else(|| "-".to_owned(), |u| format!("{:.0}%", u * 100.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_each_accounts_provider_and_each_pool_in_use() {
+        let status = serde_json::json!({
+            "version": "0.1.0",
+            "listen": "127.0.0.1:8787",
+            "strategy": "adaptive",
+            "totals": {"available": 2, "accounts": 3, "in_flight": 0, "completed": 5, "failed": 0},
+            "pools": [
+                {"provider": "anthropic", "accounts": 2, "available": 1, "scheduler": {"queued": 0}},
+                {"provider": "codex", "accounts": 1, "available": 1, "scheduler": {"queued": 2}},
+                {"provider": "openai", "accounts": 0, "available": 0, "scheduler": {"queued": 0}},
+            ],
+            "accounts": [
+                {"name": "max", "provider": "anthropic", "kind": "oauth", "state": "ready", "credential": {}},
+                {"name": "glm", "provider": "anthropic-compatible", "kind": "api_key", "state": "ready", "credential": {}},
+                {"name": "chatgpt", "provider": "codex", "kind": "oauth", "state": "ready", "credential": {}},
+            ],
+        });
+        let text = render(&status);
+        assert!(
+            text.contains(
+                "pools: anthropic 1/2 available, 0 queued · codex 1/1 available, 2 queued\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("openai"), "empty pools are left out: {text}");
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+                .to_owned()
+        };
+        assert!(row("chatgpt").contains(" codex "), "{text}");
+        assert!(row("glm").contains(" compatible "), "{text}");
+    }
+}
