@@ -23,9 +23,11 @@ use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind, Position};
 pub use model::{
-    AccountConfig, AnthropicEndpoints, Config, ConfigSource, Credential, CredentialKind,
-    KNOWN_STRATEGIES, Limits, LogSettings, OAuthSettings, ProviderKind, Providers, QueueSettings,
-    RetrySettings, SchedulerSettings, ShutdownSettings, UnknownProvider, UpstreamSettings,
+    AccountConfig, AccountOptions, AnthropicEndpoints, AuthStyle, COMPATIBLE_DEFAULT_PRIORITY,
+    CodexEndpoints, Config, ConfigSource, Credential, CredentialKind, GeminiEndpoints,
+    KNOWN_STRATEGIES, Limits, LogSettings, OAuthSettings, OpenAIEndpoints, ProviderKind, Providers,
+    QueueSettings, RetrySettings, SchedulerSettings, ShutdownSettings, UnknownProvider,
+    UpstreamSettings,
 };
 pub use overrides::{DATA_DIR_VAR, LISTEN_VAR, LOG_VAR};
 pub use paths::{CONFIG_PATH_VAR, ResolvedPath, resolve_path, resolve_path_with_env};
@@ -164,6 +166,13 @@ mod tests {
         ("SLUICE_TEAM_ACCESS_TOKEN", "sk-ant-oat01-team"),
         ("SLUICE_TEAM_REFRESH_TOKEN", "sk-ant-ort01-team"),
         ("SLUICE_CI_API_KEY", "sk-ant-api03-ci"),
+        ("SLUICE_CODEX_ACCESS_TOKEN", "codex-at"),
+        ("SLUICE_CODEX_REFRESH_TOKEN", "codex-rt"),
+        ("SLUICE_GEMINI_ACCESS_TOKEN", "ya29.at"),
+        ("SLUICE_GEMINI_REFRESH_TOKEN", "1//rt"),
+        ("SLUICE_GEMINI_API_KEY", "AIza-key"),
+        ("SLUICE_OPENAI_API_KEY", "sk-proj-key"),
+        ("SLUICE_GLM_API_KEY", "glm-key"),
     ];
 
     #[test]
@@ -172,16 +181,39 @@ mod tests {
         let kinds: Vec<_> = config
             .accounts
             .iter()
-            .map(|a| a.credential.kind())
+            .map(|a| (a.provider, a.credential.kind()))
             .collect();
         assert_eq!(
             kinds,
             [
-                CredentialKind::ApiKey,
-                CredentialKind::OAuth,
-                CredentialKind::OAuth,
-                CredentialKind::ApiKey
+                (ProviderKind::Anthropic, CredentialKind::ApiKey),
+                (ProviderKind::Anthropic, CredentialKind::OAuth),
+                (ProviderKind::Anthropic, CredentialKind::OAuth),
+                (ProviderKind::Anthropic, CredentialKind::ApiKey),
+                (ProviderKind::Codex, CredentialKind::OAuth),
+                (ProviderKind::Gemini, CredentialKind::OAuth),
+                (ProviderKind::Gemini, CredentialKind::ApiKey),
+                (ProviderKind::OpenAI, CredentialKind::ApiKey),
+                (ProviderKind::AnthropicCompatible, CredentialKind::ApiKey),
             ]
+        );
+        let glm = &config.accounts[8];
+        assert_eq!(glm.priority, COMPATIBLE_DEFAULT_PRIORITY);
+        assert_eq!(glm.options.auth, AuthStyle::Bearer);
+        assert_eq!(
+            glm.options.model_map,
+            [
+                ("claude-opus-*".to_owned(), "glm-4.6".to_owned()),
+                ("*".to_owned(), "glm-4.5-air".to_owned())
+            ]
+        );
+        assert_eq!(
+            config.accounts[4].options.account_id.as_deref(),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(
+            config.accounts[5].options.project.as_deref(),
+            Some("my-code-assist-project")
         );
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/sluice"));
         assert_eq!(config.client_keys.len(), 1);

@@ -128,7 +128,50 @@ pub struct AccountConfig {
     pub weight: u32,
     /// Disabled accounts are loaded but never scheduled.
     pub enabled: bool,
+    /// What some providers need besides the credential (Codex's account id, Gemini's
+    /// project, a third party's auth style and model names).
+    pub options: AccountOptions,
 }
+
+/// Per-provider account settings beyond the credential. None of them is secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountOptions {
+    /// Codex: the ChatGPT account (workspace) id the token acts for, sent as
+    /// `chatgpt-account-id`.
+    pub account_id: Option<String>,
+    /// Gemini Google-login accounts: the Code Assist project. Discovered with
+    /// `loadCodeAssist` (and remembered) when not given.
+    pub project: Option<String>,
+    /// Anthropic-compatible accounts: how the key is sent.
+    pub auth: AuthStyle,
+    /// Anthropic-compatible accounts: Claude model names → the third party's, exact names
+    /// first, then `prefix*` patterns longest first, then a lone `*`.
+    pub model_map: Vec<(String, String)>,
+}
+
+/// How an Anthropic-compatible third party wants its key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `x-api-key: <key>`, as Anthropic.
+    #[default]
+    XApiKey,
+    /// `authorization: Bearer <key>`.
+    Bearer,
+}
+
+impl AuthStyle {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::Bearer => "bearer",
+        }
+    }
+}
+
+/// The default `priority` of an Anthropic-compatible account: a fallback, used only when
+/// no Anthropic account (default priority 0) can serve.
+pub const COMPATIBLE_DEFAULT_PRIORITY: i32 = 100;
 
 /// By hand so that a password inside `upstream` stays hidden.
 impl fmt::Debug for AccountConfig {
@@ -141,25 +184,65 @@ impl fmt::Debug for AccountConfig {
             .field("priority", &self.priority)
             .field("weight", &self.weight)
             .field("enabled", &self.enabled)
+            .field("options", &self.options)
             .finish()
     }
 }
 
-/// An upstream provider.
+/// An upstream provider: which API an account speaks and how it authenticates.
+///
+/// Each provider's accounts form one scheduler pool, except `anthropic-compatible`
+/// accounts (third parties speaking the Messages API), which join the Anthropic pool as
+/// fallbacks: see [`ProviderKind::pool`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     /// Anthropic (Claude API keys and Claude Code subscriptions).
     Anthropic,
+    /// A third party speaking the Anthropic Messages API (GLM, Kimi, …) with an API key.
+    AnthropicCompatible,
+    /// OpenAI Codex with ChatGPT-subscription (OAuth) accounts.
+    Codex,
+    /// Google Gemini: Google-login (Code Assist) accounts and Gemini API keys.
+    Gemini,
+    /// The OpenAI API with API keys.
+    OpenAI,
 }
 
 impl ProviderKind {
     /// Every provider, in the order they are listed in messages.
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::Anthropic];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::Anthropic,
+        ProviderKind::AnthropicCompatible,
+        ProviderKind::Codex,
+        ProviderKind::Gemini,
+        ProviderKind::OpenAI,
+    ];
+
+    /// The scheduler pools: every provider whose accounts form a pool of their own.
+    pub const POOLS: &'static [ProviderKind] = &[
+        ProviderKind::Anthropic,
+        ProviderKind::Codex,
+        ProviderKind::Gemini,
+        ProviderKind::OpenAI,
+    ];
 
     /// The name used in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::AnthropicCompatible => "anthropic-compatible",
+            ProviderKind::Codex => "codex",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::OpenAI => "openai",
+        }
+    }
+
+    /// The pool this provider's accounts are scheduled in: their own, except that
+    /// Anthropic-compatible third parties back up the Anthropic pool.
+    pub fn pool(self) -> ProviderKind {
+        match self {
+            ProviderKind::AnthropicCompatible => ProviderKind::Anthropic,
+            other => other,
         }
     }
 }
@@ -276,6 +359,12 @@ impl Serialize for CredentialKind {
 pub struct Providers {
     /// `[providers.anthropic]`.
     pub anthropic: AnthropicEndpoints,
+    /// `[providers.codex]`.
+    pub codex: CodexEndpoints,
+    /// `[providers.gemini]`.
+    pub gemini: GeminiEndpoints,
+    /// `[providers.openai]`.
+    pub openai: OpenAIEndpoints,
 }
 
 /// Anthropic API and OAuth endpoints.
@@ -296,6 +385,9 @@ pub struct AnthropicEndpoints {
     pub manual_redirect_url: Url,
     /// OAuth client id.
     pub client_id: String,
+    /// `max_tokens` for a Chat Completions request to a Claude model that names none
+    /// (the Messages API requires one).
+    pub chat_default_max_tokens: u32,
 }
 
 /// By hand so that a password inside a URL stays hidden.
@@ -309,6 +401,7 @@ impl fmt::Debug for AnthropicEndpoints {
             .field("authorize_url", &MaskedUrl(&self.authorize_url))
             .field("manual_redirect_url", &MaskedUrl(&self.manual_redirect_url))
             .field("client_id", &self.client_id)
+            .field("chat_default_max_tokens", &self.chat_default_max_tokens)
             .finish()
     }
 }
@@ -323,6 +416,7 @@ impl AnthropicEndpoints {
     pub(crate) const DEFAULT_MANUAL_REDIRECT_URL: &'static str =
         "https://platform.claude.com/oauth/code/callback";
     pub(crate) const DEFAULT_CLIENT_ID: &'static str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+    pub(crate) const DEFAULT_CHAT_MAX_TOKENS: u32 = 8192;
 }
 
 impl Default for AnthropicEndpoints {
@@ -335,6 +429,201 @@ impl Default for AnthropicEndpoints {
             authorize_url: builtin_url(Self::DEFAULT_AUTHORIZE_URL),
             manual_redirect_url: builtin_url(Self::DEFAULT_MANUAL_REDIRECT_URL),
             client_id: Self::DEFAULT_CLIENT_ID.to_owned(),
+            chat_default_max_tokens: Self::DEFAULT_CHAT_MAX_TOKENS,
+        }
+    }
+}
+
+/// Codex (ChatGPT backend) and OpenAI-auth endpoints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodexEndpoints {
+    /// The Codex Responses base; requests go to `{base_url}/responses`.
+    pub base_url: Url,
+    /// An account's usage, without spending it (`/backend-api/wham/usage`).
+    pub usage_url: Url,
+    /// OAuth token (and refresh) endpoint.
+    pub token_url: Url,
+    /// OAuth authorization page for logging in.
+    pub authorize_url: Url,
+    /// Where the login returns: the Codex client is registered for
+    /// `http://localhost:1455/auth/callback`, so `sluice login` listens there.
+    pub redirect_uri: Url,
+    /// OAuth client id.
+    pub client_id: String,
+}
+
+impl fmt::Debug for CodexEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodexEndpoints")
+            .field("base_url", &MaskedUrl(&self.base_url))
+            .field("usage_url", &MaskedUrl(&self.usage_url))
+            .field("token_url", &MaskedUrl(&self.token_url))
+            .field("authorize_url", &MaskedUrl(&self.authorize_url))
+            .field("redirect_uri", &MaskedUrl(&self.redirect_uri))
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl CodexEndpoints {
+    pub(crate) const DEFAULT_BASE_URL: &'static str = "https://chatgpt.com/backend-api/codex";
+    pub(crate) const DEFAULT_USAGE_URL: &'static str = "https://chatgpt.com/backend-api/wham/usage";
+    pub(crate) const DEFAULT_TOKEN_URL: &'static str = "https://auth.openai.com/oauth/token";
+    pub(crate) const DEFAULT_AUTHORIZE_URL: &'static str =
+        "https://auth.openai.com/oauth/authorize";
+    pub(crate) const DEFAULT_REDIRECT_URI: &'static str = "http://localhost:1455/auth/callback";
+    pub(crate) const DEFAULT_CLIENT_ID: &'static str = "app_EMoamEEZ73f0CkXaXp7hrann";
+}
+
+impl Default for CodexEndpoints {
+    fn default() -> Self {
+        Self {
+            base_url: builtin_url(Self::DEFAULT_BASE_URL),
+            usage_url: builtin_url(Self::DEFAULT_USAGE_URL),
+            token_url: builtin_url(Self::DEFAULT_TOKEN_URL),
+            authorize_url: builtin_url(Self::DEFAULT_AUTHORIZE_URL),
+            redirect_uri: builtin_url(Self::DEFAULT_REDIRECT_URI),
+            client_id: Self::DEFAULT_CLIENT_ID.to_owned(),
+        }
+    }
+}
+
+/// Google endpoints for Gemini: Code Assist, the Gemini API and Google's OAuth.
+#[derive(Clone)]
+pub struct GeminiEndpoints {
+    /// Code Assist (`CODE_ASSIST_ENDPOINT`), for Google-login accounts.
+    pub code_assist_url: Url,
+    /// The Gemini API (`GOOGLE_GEMINI_BASE_URL`), for API keys.
+    pub api_url: Url,
+    /// Google's OAuth token endpoint (form-encoded; refresh tokens do not rotate).
+    pub token_url: Url,
+    /// Google's OAuth authorization page.
+    pub authorize_url: Url,
+    /// Who a token belongs to (the email that names a new account).
+    pub userinfo_url: Url,
+    /// Where a login that cannot reach a local listener is sent; it shows the code to paste.
+    pub manual_redirect_url: Url,
+    /// OAuth client id (Gemini CLI's installed-app client, which issued its logins).
+    pub client_id: String,
+    /// The client's secret. For an installed app it is public (Google ships it in the
+    /// client), but masked anyway in case a private client is configured.
+    pub client_secret: Secret<String>,
+}
+
+impl PartialEq for GeminiEndpoints {
+    fn eq(&self, other: &Self) -> bool {
+        self.code_assist_url == other.code_assist_url
+            && self.api_url == other.api_url
+            && self.token_url == other.token_url
+            && self.authorize_url == other.authorize_url
+            && self.userinfo_url == other.userinfo_url
+            && self.manual_redirect_url == other.manual_redirect_url
+            && self.client_id == other.client_id
+            // Configuration, not an authentication check: timing does not matter here.
+            && self.client_secret.expose() == other.client_secret.expose()
+    }
+}
+
+impl Eq for GeminiEndpoints {}
+
+impl fmt::Debug for GeminiEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeminiEndpoints")
+            .field("code_assist_url", &MaskedUrl(&self.code_assist_url))
+            .field("api_url", &MaskedUrl(&self.api_url))
+            .field("token_url", &MaskedUrl(&self.token_url))
+            .field("authorize_url", &MaskedUrl(&self.authorize_url))
+            .field("userinfo_url", &MaskedUrl(&self.userinfo_url))
+            .field("manual_redirect_url", &MaskedUrl(&self.manual_redirect_url))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .finish()
+    }
+}
+
+impl GeminiEndpoints {
+    pub(crate) const DEFAULT_CODE_ASSIST_URL: &'static str = "https://cloudcode-pa.googleapis.com";
+    pub(crate) const DEFAULT_API_URL: &'static str = "https://generativelanguage.googleapis.com";
+    pub(crate) const DEFAULT_TOKEN_URL: &'static str = "https://oauth2.googleapis.com/token";
+    pub(crate) const DEFAULT_AUTHORIZE_URL: &'static str =
+        "https://accounts.google.com/o/oauth2/v2/auth";
+    pub(crate) const DEFAULT_USERINFO_URL: &'static str =
+        "https://www.googleapis.com/oauth2/v2/userinfo";
+    pub(crate) const DEFAULT_MANUAL_REDIRECT_URL: &'static str =
+        "https://codeassist.google.com/authcode";
+    pub(crate) const DEFAULT_CLIENT_ID: &'static str =
+        "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com";
+    /// Gemini CLI's installed-app client secret, published in its source.
+    pub(crate) const DEFAULT_CLIENT_SECRET: &'static str = "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";
+
+    /// Whether `client_secret` is the built-in one (which needs no masking to print).
+    pub fn has_default_client_secret(&self) -> bool {
+        self.client_secret.expose() == Self::DEFAULT_CLIENT_SECRET
+    }
+}
+
+impl Default for GeminiEndpoints {
+    fn default() -> Self {
+        Self {
+            code_assist_url: builtin_url(Self::DEFAULT_CODE_ASSIST_URL),
+            api_url: builtin_url(Self::DEFAULT_API_URL),
+            token_url: builtin_url(Self::DEFAULT_TOKEN_URL),
+            authorize_url: builtin_url(Self::DEFAULT_AUTHORIZE_URL),
+            userinfo_url: builtin_url(Self::DEFAULT_USERINFO_URL),
+            manual_redirect_url: builtin_url(Self::DEFAULT_MANUAL_REDIRECT_URL),
+            client_id: Self::DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: Secret::new(Self::DEFAULT_CLIENT_SECRET.to_owned()),
+        }
+    }
+}
+
+/// The OpenAI API.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpenAIEndpoints {
+    /// API base URL (requests keep their `/v1/...` path).
+    pub base_url: Url,
+}
+
+impl fmt::Debug for OpenAIEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAIEndpoints")
+            .field("base_url", &MaskedUrl(&self.base_url))
+            .finish()
+    }
+}
+
+impl OpenAIEndpoints {
+    pub(crate) const DEFAULT_BASE_URL: &'static str = "https://api.openai.com";
+}
+
+impl Default for OpenAIEndpoints {
+    fn default() -> Self {
+        Self {
+            base_url: builtin_url(Self::DEFAULT_BASE_URL),
+        }
+    }
+}
+
+impl Providers {
+    /// The base URL an account of `provider` uses unless it names its own. Anthropic-
+    /// compatible accounts always name theirs; this is the Anthropic one for them. Gemini
+    /// accounts use Code Assist or the Gemini API by credential: see
+    /// [`Providers::base_url_for`].
+    pub fn base_url(&self, provider: ProviderKind) -> &Url {
+        match provider {
+            ProviderKind::Anthropic | ProviderKind::AnthropicCompatible => &self.anthropic.base_url,
+            ProviderKind::Codex => &self.codex.base_url,
+            ProviderKind::Gemini => &self.gemini.code_assist_url,
+            ProviderKind::OpenAI => &self.openai.base_url,
+        }
+    }
+
+    /// The base URL for an account of `provider` authenticating with `kind`: Gemini API
+    /// keys go to the Gemini API, Google logins to Code Assist.
+    pub fn base_url_for(&self, provider: ProviderKind, kind: CredentialKind) -> &Url {
+        match (provider, kind) {
+            (ProviderKind::Gemini, CredentialKind::ApiKey) => &self.gemini.api_url,
+            _ => self.base_url(provider),
         }
     }
 }
@@ -514,6 +803,14 @@ mod tests {
         let endpoints = AnthropicEndpoints::default();
         assert_eq!(endpoints.base_url.as_str(), "https://api.anthropic.com/");
         assert_eq!(endpoints.authorize_url.host_str(), Some("claude.ai"));
+        let codex = CodexEndpoints::default();
+        assert_eq!(codex.redirect_uri.port(), Some(1455));
+        let gemini = GeminiEndpoints::default();
+        assert!(gemini.has_default_client_secret());
+        assert_eq!(
+            OpenAIEndpoints::default().base_url.as_str(),
+            "https://api.openai.com/"
+        );
     }
 
     #[test]
@@ -532,10 +829,17 @@ mod tests {
             assert_eq!(provider.as_str().parse::<ProviderKind>(), Ok(*provider));
             assert_eq!(provider.to_string(), provider.as_str());
         }
-        let error = "openai".parse::<ProviderKind>().unwrap_err();
+        let error = "mistral".parse::<ProviderKind>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown provider \"openai\"; accepted values: \"anthropic\""
+            "unknown provider \"mistral\"; accepted values: \"anthropic\", \"anthropic-compatible\", \"codex\", \"gemini\", \"openai\""
+        );
+        for pool in ProviderKind::POOLS {
+            assert_eq!(pool.pool(), *pool, "a pool is its own");
+        }
+        assert_eq!(
+            ProviderKind::AnthropicCompatible.pool(),
+            ProviderKind::Anthropic
         );
     }
 

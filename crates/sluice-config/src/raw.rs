@@ -45,12 +45,55 @@ pub(crate) struct RawAccount {
     pub priority: Option<i32>,
     pub weight: Option<u32>,
     pub enabled: Option<bool>,
+    /// Codex: the ChatGPT account id.
+    pub account_id: Option<String>,
+    /// Gemini Google login: the Code Assist project.
+    pub project: Option<String>,
+    /// Anthropic-compatible: the third party's base URL.
+    pub base_url: Option<String>,
+    /// Anthropic-compatible: `x-api-key` or `bearer`.
+    pub auth: Option<String>,
+    /// Anthropic-compatible: Claude model → the third party's.
+    pub model_map: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawProviders {
     pub anthropic: RawAnthropic,
+    pub codex: RawCodex,
+    pub gemini: RawGemini,
+    pub openai: RawOpenAI,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawCodex {
+    pub base_url: Option<String>,
+    pub usage_url: Option<String>,
+    pub token_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawGemini {
+    pub code_assist_url: Option<String>,
+    pub api_url: Option<String>,
+    pub token_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub manual_redirect_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawOpenAI {
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +106,7 @@ pub(crate) struct RawAnthropic {
     pub authorize_url: Option<String>,
     pub manual_redirect_url: Option<String>,
     pub client_id: Option<String>,
+    pub chat_default_max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,9 +1,9 @@
 //! The effective configuration printed back as TOML (`sluice config check`),
 //! with every default spelled out and every secret replaced by `"****"`.
 
-use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, value};
 
-use crate::model::{Config, ConfigSource, Credential};
+use crate::model::{Config, ConfigSource, Credential, ProviderKind};
 use crate::secret::{MASK, Secret, masked_url};
 use crate::units::{format_byte_size, format_duration};
 
@@ -40,8 +40,27 @@ pub(crate) fn masked_toml(config: &Config) -> String {
                 }
             }
         }
-        if let Some(upstream) = &account.upstream {
-            table["upstream"] = value(masked_url(upstream));
+        let options = &account.options;
+        match (account.provider, &account.upstream) {
+            (ProviderKind::AnthropicCompatible, Some(base)) => {
+                table["base_url"] = value(masked_url(base));
+                table["auth"] = value(options.auth.as_str());
+            }
+            (_, Some(upstream)) => table["upstream"] = value(masked_url(upstream)),
+            (_, None) => {}
+        }
+        if let Some(account_id) = &options.account_id {
+            table["account_id"] = value(account_id.as_str());
+        }
+        if let Some(project) = &options.project {
+            table["project"] = value(project.as_str());
+        }
+        if !options.model_map.is_empty() {
+            let mut map = InlineTable::new();
+            for (from, to) in &options.model_map {
+                map.insert(from, to.as_str().into());
+            }
+            table["model_map"] = value(map);
         }
         table["priority"] = value(i64::from(account.priority));
         table["weight"] = value(i64::from(account.weight));
@@ -61,9 +80,39 @@ pub(crate) fn masked_toml(config: &Config) -> String {
     anthropic["authorize_url"] = value(masked_url(&endpoints.authorize_url));
     anthropic["manual_redirect_url"] = value(masked_url(&endpoints.manual_redirect_url));
     anthropic["client_id"] = value(endpoints.client_id.as_str());
+    anthropic["chat_default_max_tokens"] = value(i64::from(endpoints.chat_default_max_tokens));
     let mut providers = Table::new();
     providers.set_implicit(true);
     providers["anthropic"] = Item::Table(anthropic);
+
+    let endpoints = &config.providers.codex;
+    let mut codex = Table::new();
+    codex["base_url"] = value(masked_url(&endpoints.base_url));
+    codex["usage_url"] = value(masked_url(&endpoints.usage_url));
+    codex["token_url"] = value(masked_url(&endpoints.token_url));
+    codex["authorize_url"] = value(masked_url(&endpoints.authorize_url));
+    codex["redirect_uri"] = value(masked_url(&endpoints.redirect_uri));
+    codex["client_id"] = value(endpoints.client_id.as_str());
+    providers["codex"] = Item::Table(codex);
+
+    let endpoints = &config.providers.gemini;
+    let mut gemini = Table::new();
+    gemini["code_assist_url"] = value(masked_url(&endpoints.code_assist_url));
+    gemini["api_url"] = value(masked_url(&endpoints.api_url));
+    gemini["token_url"] = value(masked_url(&endpoints.token_url));
+    gemini["authorize_url"] = value(masked_url(&endpoints.authorize_url));
+    gemini["userinfo_url"] = value(masked_url(&endpoints.userinfo_url));
+    gemini["manual_redirect_url"] = value(masked_url(&endpoints.manual_redirect_url));
+    gemini["client_id"] = value(endpoints.client_id.as_str());
+    // The built-in (public) client secret is left out; one configured instead is masked.
+    if !endpoints.has_default_client_secret() {
+        gemini["client_secret"] = masked(&endpoints.client_secret);
+    }
+    providers["gemini"] = Item::Table(gemini);
+
+    let mut openai = Table::new();
+    openai["base_url"] = value(masked_url(&config.providers.openai.base_url));
+    providers["openai"] = Item::Table(openai);
     document["providers"] = Item::Table(providers);
 
     let mut limits = Table::new();

@@ -11,10 +11,10 @@ use url::Url;
 use crate::error::{ConfigError, ErrorKind};
 use crate::locate::SourceMap;
 use crate::model::{
-    AccountConfig, AnthropicEndpoints, Config, Credential, KNOWN_STRATEGIES, ProviderKind,
-    quoted_list,
+    AccountConfig, AccountOptions, AuthStyle, COMPATIBLE_DEFAULT_PRIORITY, Config, Credential,
+    KNOWN_STRATEGIES, ProviderKind, Providers, quoted_list,
 };
-use crate::raw::{RawAccount, RawByteSize, RawConfig, RawDuration};
+use crate::raw::{RawAccount, RawByteSize, RawConfig, RawDuration, RawProviders};
 use crate::secret::Secret;
 use crate::units::{parse_byte_size, parse_duration};
 
@@ -86,7 +86,7 @@ impl Checker<'_> {
             config.accounts.push(account);
         }
 
-        self.providers(raw.providers.anthropic, &mut config.providers.anthropic)?;
+        self.providers(raw.providers, &mut config.providers)?;
 
         if let Some(size) = raw.limits.max_request_body {
             config.limits.max_request_body = self.byte_size("limits.max_request_body", size)?;
@@ -172,13 +172,13 @@ impl Checker<'_> {
     fn account(
         &self,
         index: usize,
-        raw: RawAccount,
+        mut raw: RawAccount,
         earlier: &[AccountConfig],
     ) -> Result<AccountConfig, ConfigError> {
         let path = format!("accounts[{index}]");
         let key = |field: &str| format!("{path}.{field}");
 
-        let name = raw.name.ok_or_else(|| {
+        let name = raw.name.take().ok_or_else(|| {
             self.error(&path, "missing `name`; every account needs a unique name")
         })?;
         self.account_name(&key("name"), &name)?;
@@ -193,27 +193,33 @@ impl Checker<'_> {
             ));
         }
 
-        let provider = match raw.provider {
+        let provider = match raw.provider.take() {
             None => ProviderKind::Anthropic,
             Some(text) => text
                 .parse::<ProviderKind>()
                 .map_err(|unknown| self.error(&key("provider"), unknown.to_string()))?,
         };
 
-        let api_key = self.given_secret(&path, "api_key", raw.api_key, raw.api_key_env)?;
+        let api_key =
+            self.given_secret(&path, "api_key", raw.api_key.take(), raw.api_key_env.take())?;
         let access_token = self.given_secret(
             &path,
             "access_token",
-            raw.access_token,
-            raw.access_token_env,
+            raw.access_token.take(),
+            raw.access_token_env.take(),
         )?;
         let refresh_token = self.given_secret(
             &path,
             "refresh_token",
-            raw.refresh_token,
-            raw.refresh_token_env,
+            raw.refresh_token.take(),
+            raw.refresh_token_env.take(),
         )?;
 
+        // Where the credential was given, for errors about the kind of credential.
+        let credential_key = api_key
+            .as_ref()
+            .or(access_token.as_ref())
+            .map_or_else(|| path.clone(), |given| given.key.clone());
         let credential = match (api_key, access_token) {
             (Some(_), Some(access)) => {
                 return Err(self.error(
@@ -254,23 +260,189 @@ impl Checker<'_> {
             },
         };
 
-        let upstream = raw
-            .upstream
-            .map(|text| self.http_url(&key("upstream"), &text))
-            .transpose()?;
+        let options = self.account_options(
+            &path,
+            &name,
+            provider,
+            &credential,
+            &credential_key,
+            &mut raw,
+        )?;
+        let upstream = match (provider, raw.upstream) {
+            (ProviderKind::AnthropicCompatible, Some(_)) => {
+                return Err(self.error(
+                    &key("upstream"),
+                    "an anthropic-compatible account names its endpoint with base_url",
+                ));
+            }
+            (ProviderKind::AnthropicCompatible, None) => {
+                let text = raw.base_url.take().ok_or_else(|| {
+                    self.error(
+                        &path,
+                        format!(
+                            "anthropic-compatible account {name:?} needs base_url (the third party's Messages API, e.g. \"https://open.bigmodel.cn/api/anthropic\")"
+                        ),
+                    )
+                })?;
+                Some(self.http_url(&key("base_url"), &text)?)
+            }
+            (_, upstream) => upstream
+                .map(|text| self.http_url(&key("upstream"), &text))
+                .transpose()?,
+        };
 
         let mut weight = 1;
         self.at_least_one(&key("weight"), raw.weight, &mut weight)?;
+        let default_priority = match provider {
+            ProviderKind::AnthropicCompatible => COMPATIBLE_DEFAULT_PRIORITY,
+            _ => 0,
+        };
 
         Ok(AccountConfig {
             name,
             provider,
             credential,
             upstream,
-            priority: raw.priority.unwrap_or(0),
+            priority: raw.priority.unwrap_or(default_priority),
             weight,
             enabled: raw.enabled.unwrap_or(true),
+            options,
         })
+    }
+
+    /// The rules that differ by provider: which credential it takes, and the settings only
+    /// some providers have.
+    fn account_options(
+        &self,
+        path: &str,
+        name: &str,
+        provider: ProviderKind,
+        credential: &Credential,
+        credential_key: &str,
+        raw: &mut RawAccount,
+    ) -> Result<AccountOptions, ConfigError> {
+        let key = |field: &str| format!("{path}.{field}");
+        let (api_key_field, access_field) = (credential_key, credential_key);
+        match (provider, credential) {
+            (ProviderKind::Codex, Credential::ApiKey(_)) => {
+                return Err(self.error(
+                    api_key_field,
+                    "codex accounts are ChatGPT logins: give access_token, refresh_token and account_id \
+                     (`sluice import codex` or `sluice login --provider codex` does it for you); \
+                     for an OpenAI API key use provider = \"openai\"",
+                ));
+            }
+            (ProviderKind::OpenAI, Credential::OAuth { .. }) => {
+                return Err(self.error(
+                    access_field,
+                    "openai accounts are API keys (api_key); a ChatGPT login is provider = \"codex\"",
+                ));
+            }
+            (ProviderKind::AnthropicCompatible, Credential::OAuth { .. }) => {
+                return Err(self.error(
+                    access_field,
+                    "anthropic-compatible accounts use the third party's API key (api_key)",
+                ));
+            }
+            _ => {}
+        }
+        let only_for = |field: &str, who: &str| {
+            self.error(&key(field), format!("{field} is only for {who} accounts"))
+        };
+        let mut options = AccountOptions::default();
+
+        if let Some(account_id) = raw.account_id.take() {
+            if provider != ProviderKind::Codex {
+                return Err(only_for("account_id", "codex"));
+            }
+            if account_id.is_empty() || has_stray_characters(&account_id) {
+                return Err(self.error(
+                    &key("account_id"),
+                    "must be the ChatGPT account id, without whitespace",
+                ));
+            }
+            options.account_id = Some(account_id);
+        } else if provider == ProviderKind::Codex {
+            return Err(self.error(
+                path,
+                format!(
+                    "codex account {name:?} needs account_id (the ChatGPT account id, a claim of the login's id_token; \
+                     `sluice import codex` reads it from ~/.codex/auth.json)"
+                ),
+            ));
+        }
+
+        if let Some(project) = raw.project.take() {
+            match (provider, credential) {
+                (ProviderKind::Gemini, Credential::OAuth { .. }) => {}
+                (ProviderKind::Gemini, Credential::ApiKey(_)) => {
+                    return Err(self.error(
+                        &key("project"),
+                        "only Google-login accounts (access_token) have a Code Assist project",
+                    ));
+                }
+                _ => return Err(only_for("project", "gemini")),
+            }
+            if project.is_empty() || has_stray_characters(&project) {
+                return Err(self.error(&key("project"), "must be a project id, without whitespace"));
+            }
+            options.project = Some(project);
+        }
+
+        let compatible = provider == ProviderKind::AnthropicCompatible;
+        if raw.base_url.is_some() && !compatible {
+            return Err(self.error(
+                &key("base_url"),
+                "base_url is only for anthropic-compatible accounts; to send one account elsewhere use upstream",
+            ));
+        }
+        if let Some(auth) = raw.auth.take() {
+            if !compatible {
+                return Err(only_for("auth", "anthropic-compatible"));
+            }
+            options.auth = match auth.trim().to_ascii_lowercase().as_str() {
+                "x-api-key" => AuthStyle::XApiKey,
+                "bearer" => AuthStyle::Bearer,
+                _ => {
+                    return Err(self.error(
+                        &key("auth"),
+                        format!("unknown auth style {auth:?}; accepted values: \"x-api-key\", \"bearer\""),
+                    ));
+                }
+            };
+        }
+        if let Some(map) = raw.model_map.take() {
+            if !compatible {
+                return Err(only_for("model_map", "anthropic-compatible"));
+            }
+            options.model_map = self.model_map(&key("model_map"), map)?;
+        }
+        Ok(options)
+    }
+
+    /// The model map in the order it is consulted: exact names, then `prefix*` patterns
+    /// longest first (the most specific wins), then a lone `*`.
+    fn model_map(
+        &self,
+        key: &str,
+        map: std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        for (from, to) in &map {
+            if from.trim().is_empty() || to.trim().is_empty() {
+                return Err(self.error(
+                    key,
+                    "model names must not be empty (map \"claude-name\" = \"their-name\"; \"claude-*\" and \"*\" are patterns)",
+                ));
+            }
+        }
+        let mut entries: Vec<(String, String)> = map.into_iter().collect();
+        let rank = |from: &str| match from.strip_suffix('*') {
+            None => (0, 0),
+            Some("") => (2, 0),
+            Some(prefix) => (1, usize::MAX - prefix.len()),
+        };
+        entries.sort_by_key(|(from, _)| rank(from));
+        Ok(entries)
     }
 
     fn account_name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
@@ -352,37 +524,161 @@ impl Checker<'_> {
         Ok(secret)
     }
 
-    fn providers(
+    fn providers(&self, raw: RawProviders, providers: &mut Providers) -> Result<(), ConfigError> {
+        let RawProviders {
+            anthropic: raw_anthropic,
+            codex: raw_codex,
+            gemini: raw_gemini,
+            openai: raw_openai,
+        } = raw;
+
+        let endpoints = &mut providers.anthropic;
+        self.urls(
+            "anthropic",
+            [
+                ("base_url", raw_anthropic.base_url, &mut endpoints.base_url),
+                (
+                    "token_url",
+                    raw_anthropic.token_url,
+                    &mut endpoints.token_url,
+                ),
+                (
+                    "usage_url",
+                    raw_anthropic.usage_url,
+                    &mut endpoints.usage_url,
+                ),
+                (
+                    "profile_url",
+                    raw_anthropic.profile_url,
+                    &mut endpoints.profile_url,
+                ),
+                (
+                    "authorize_url",
+                    raw_anthropic.authorize_url,
+                    &mut endpoints.authorize_url,
+                ),
+                (
+                    "manual_redirect_url",
+                    raw_anthropic.manual_redirect_url,
+                    &mut endpoints.manual_redirect_url,
+                ),
+            ],
+        )?;
+        self.client_id(
+            "providers.anthropic.client_id",
+            raw_anthropic.client_id,
+            &mut endpoints.client_id,
+        )?;
+        self.at_least_one(
+            "providers.anthropic.chat_default_max_tokens",
+            raw_anthropic.chat_default_max_tokens,
+            &mut endpoints.chat_default_max_tokens,
+        )?;
+
+        let endpoints = &mut providers.codex;
+        self.urls(
+            "codex",
+            [
+                ("base_url", raw_codex.base_url, &mut endpoints.base_url),
+                ("usage_url", raw_codex.usage_url, &mut endpoints.usage_url),
+                ("token_url", raw_codex.token_url, &mut endpoints.token_url),
+                (
+                    "authorize_url",
+                    raw_codex.authorize_url,
+                    &mut endpoints.authorize_url,
+                ),
+                (
+                    "redirect_uri",
+                    raw_codex.redirect_uri,
+                    &mut endpoints.redirect_uri,
+                ),
+            ],
+        )?;
+        if endpoints.redirect_uri.scheme() != "http"
+            || endpoints.redirect_uri.port_or_known_default().is_none()
+        {
+            return Err(self.error(
+                "providers.codex.redirect_uri",
+                "must be a local http:// address (sluice login listens there)",
+            ));
+        }
+        self.client_id(
+            "providers.codex.client_id",
+            raw_codex.client_id,
+            &mut endpoints.client_id,
+        )?;
+
+        let endpoints = &mut providers.gemini;
+        self.urls(
+            "gemini",
+            [
+                (
+                    "code_assist_url",
+                    raw_gemini.code_assist_url,
+                    &mut endpoints.code_assist_url,
+                ),
+                ("api_url", raw_gemini.api_url, &mut endpoints.api_url),
+                ("token_url", raw_gemini.token_url, &mut endpoints.token_url),
+                (
+                    "authorize_url",
+                    raw_gemini.authorize_url,
+                    &mut endpoints.authorize_url,
+                ),
+                (
+                    "userinfo_url",
+                    raw_gemini.userinfo_url,
+                    &mut endpoints.userinfo_url,
+                ),
+                (
+                    "manual_redirect_url",
+                    raw_gemini.manual_redirect_url,
+                    &mut endpoints.manual_redirect_url,
+                ),
+            ],
+        )?;
+        self.client_id(
+            "providers.gemini.client_id",
+            raw_gemini.client_id,
+            &mut endpoints.client_id,
+        )?;
+        if let Some(secret) = raw_gemini.client_secret {
+            endpoints.client_secret =
+                self.inline_secret("providers.gemini.client_secret", secret)?;
+        }
+
+        let endpoints = &mut providers.openai;
+        self.urls(
+            "openai",
+            [("base_url", raw_openai.base_url, &mut endpoints.base_url)],
+        )?;
+        Ok(())
+    }
+
+    /// Parse every given URL of `[providers.<provider>]` into its target.
+    fn urls<const N: usize>(
         &self,
-        raw: crate::raw::RawAnthropic,
-        endpoints: &mut AnthropicEndpoints,
+        provider: &str,
+        urls: [(&str, Option<String>, &mut Url); N],
     ) -> Result<(), ConfigError> {
-        let urls = [
-            ("base_url", raw.base_url, &mut endpoints.base_url),
-            ("token_url", raw.token_url, &mut endpoints.token_url),
-            ("usage_url", raw.usage_url, &mut endpoints.usage_url),
-            ("profile_url", raw.profile_url, &mut endpoints.profile_url),
-            (
-                "authorize_url",
-                raw.authorize_url,
-                &mut endpoints.authorize_url,
-            ),
-            (
-                "manual_redirect_url",
-                raw.manual_redirect_url,
-                &mut endpoints.manual_redirect_url,
-            ),
-        ];
         for (field, text, target) in urls {
             if let Some(text) = text {
-                *target = self.http_url(&format!("providers.anthropic.{field}"), &text)?;
+                *target = self.http_url(&format!("providers.{provider}.{field}"), &text)?;
             }
         }
-        if let Some(client_id) = raw.client_id {
+        Ok(())
+    }
+
+    fn client_id(
+        &self,
+        key: &str,
+        raw: Option<String>,
+        target: &mut String,
+    ) -> Result<(), ConfigError> {
+        if let Some(client_id) = raw {
             if client_id.trim().is_empty() {
-                return Err(self.error("providers.anthropic.client_id", "must not be empty"));
+                return Err(self.error(key, "must not be empty"));
             }
-            endpoints.client_id = client_id;
+            *target = client_id;
         }
         Ok(())
     }
@@ -550,8 +846,10 @@ fn has_stray_characters(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use url::Url;
+
     use crate::test_support::{error_in, parse};
-    use crate::{Credential, ErrorKind};
+    use crate::{AuthStyle, COMPATIBLE_DEFAULT_PRIORITY, Credential, ErrorKind, ProviderKind};
 
     /// Asserts that `source` fails at `key` on `line`, with a message containing `needle`.
     fn assert_fails(source: &str, key: &str, line: usize, needle: &str) {
@@ -952,6 +1250,198 @@ mod tests {
     }
 
     #[test]
+    fn each_provider_takes_its_own_credential_and_settings() {
+        // Codex: a ChatGPT login with its account id.
+        let codex = "[[accounts]]\nname = \"c\"\nprovider = \"codex\"\naccess_token = \"t\"\n";
+        assert_fails(codex, "accounts[0]", 1, "needs account_id");
+        let config = parse(&format!(
+            "{codex}account_id = \"acct-1\"\nrefresh_token = \"r\"\n"
+        ))
+        .expect("a complete codex account");
+        assert_eq!(config.accounts[0].provider, ProviderKind::Codex);
+        assert_eq!(
+            config.accounts[0].options.account_id.as_deref(),
+            Some("acct-1")
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"c\"\nprovider = \"codex\"\napi_key_env = \"API\"\naccount_id = \"a\"\n",
+            "accounts[0].api_key_env",
+            4,
+            "provider = \"openai\"",
+        );
+        assert_fails(
+            &format!("{codex}account_id = \"has space\"\n"),
+            "accounts[0].account_id",
+            5,
+            "without whitespace",
+        );
+
+        // OpenAI: keys only.
+        assert_fails(
+            "[[accounts]]\nname = \"o\"\nprovider = \"openai\"\naccess_token = \"t\"\n",
+            "accounts[0].access_token",
+            4,
+            "provider = \"codex\"",
+        );
+
+        // Gemini: a Google login (with an optional project) or a key (without one).
+        let config = parse(
+            "[[accounts]]\nname = \"g\"\nprovider = \"gemini\"\naccess_token = \"t\"\nproject = \"p-1\"\n\n\
+             [[accounts]]\nname = \"k\"\nprovider = \"gemini\"\napi_key = \"AIza\"\n",
+        )
+        .expect("both gemini kinds");
+        assert_eq!(config.accounts[0].options.project.as_deref(), Some("p-1"));
+        assert_eq!(
+            config.accounts[1].credential.kind(),
+            crate::CredentialKind::ApiKey
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"k\"\nprovider = \"gemini\"\napi_key = \"AIza\"\nproject = \"p\"\n",
+            "accounts[0].project",
+            5,
+            "Google-login",
+        );
+
+        // Settings belong to their provider.
+        let anthropic = "[[accounts]]\nname = \"a\"\napi_key = \"k\"\n";
+        for (line, key, needle) in [
+            (
+                "account_id = \"x\"",
+                "accounts[0].account_id",
+                "only for codex",
+            ),
+            ("project = \"x\"", "accounts[0].project", "only for gemini"),
+            (
+                "auth = \"bearer\"",
+                "accounts[0].auth",
+                "only for anthropic-compatible",
+            ),
+            (
+                "model_map = { \"*\" = \"x\" }",
+                "accounts[0].model_map",
+                "only for anthropic-compatible",
+            ),
+            (
+                "base_url = \"https://x\"",
+                "accounts[0].base_url",
+                "use upstream",
+            ),
+        ] {
+            assert_fails(&format!("{anthropic}{line}\n"), key, 4, needle);
+        }
+    }
+
+    #[test]
+    fn anthropic_compatible_accounts_are_fallbacks_with_a_model_map() {
+        let base =
+            "[[accounts]]\nname = \"glm\"\nprovider = \"anthropic-compatible\"\napi_key = \"k\"\n";
+        assert_fails(base, "accounts[0]", 1, "needs base_url");
+        let config = parse(&format!(
+            "{base}base_url = \"https://glm.example/api/anthropic\"\n\
+             model_map = {{ \"*\" = \"glm-air\", \"claude-opus-4-5\" = \"glm-big\", \"claude-*\" = \"glm-mid\", \"claude-opus-*\" = \"glm-4.6\" }}\n"
+        ))
+        .expect("valid");
+        let account = &config.accounts[0];
+        assert_eq!(account.provider.pool(), ProviderKind::Anthropic);
+        assert_eq!(
+            account.priority, COMPATIBLE_DEFAULT_PRIORITY,
+            "a fallback by default"
+        );
+        assert_eq!(account.options.auth, AuthStyle::XApiKey);
+        assert_eq!(
+            account.upstream.as_ref().map(Url::as_str),
+            Some("https://glm.example/api/anthropic")
+        );
+        let order: Vec<&str> = account
+            .options
+            .model_map
+            .iter()
+            .map(|(from, _)| from.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["claude-opus-4-5", "claude-opus-*", "claude-*", "*"],
+            "exact, then the longest prefix, then the catch-all"
+        );
+        let rendered = config.to_masked_toml();
+        let reparsed = crate::parse_str(&rendered, None, &|_| None).expect("renders back");
+        assert_eq!(reparsed.accounts[0].options, account.options);
+        assert_eq!(reparsed.accounts[0].upstream, account.upstream);
+
+        let explicit = parse(&format!(
+            "{base}base_url = \"https://glm.example\"\npriority = 3\nauth = \"Bearer\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(explicit.accounts[0].priority, 3);
+        assert_eq!(explicit.accounts[0].options.auth, AuthStyle::Bearer);
+        assert_fails(
+            &format!("{base}base_url = \"https://glm.example\"\nauth = \"cookie\"\n"),
+            "accounts[0].auth",
+            6,
+            "accepted values",
+        );
+        assert_fails(
+            &format!("{base}upstream = \"https://glm.example\"\n"),
+            "accounts[0].upstream",
+            5,
+            "base_url",
+        );
+        assert_fails(
+            "[[accounts]]\nname = \"glm\"\nprovider = \"anthropic-compatible\"\naccess_token = \"t\"\nbase_url = \"https://x\"\n",
+            "accounts[0].access_token",
+            4,
+            "api_key",
+        );
+        assert_fails(
+            &format!("{base}base_url = \"https://x\"\nmodel_map = {{ \"claude-x\" = \"\" }}\n"),
+            "accounts[0].model_map",
+            6,
+            "must not be empty",
+        );
+    }
+
+    #[test]
+    fn every_provider_endpoint_is_overridable() {
+        let config = parse(
+            "[providers.codex]\nbase_url = \"http://127.0.0.1:1/backend-api/codex\"\nusage_url = \"http://127.0.0.1:1/u\"\n\
+             token_url = \"http://127.0.0.1:1/t\"\nredirect_uri = \"http://localhost:9/auth/callback\"\n\
+             [providers.gemini]\ncode_assist_url = \"http://127.0.0.1:2\"\napi_url = \"http://127.0.0.1:3\"\n\
+             token_url = \"http://127.0.0.1:2/token\"\nclient_secret = \"private\"\n\
+             [providers.openai]\nbase_url = \"http://127.0.0.1:4\"\n\
+             [providers.anthropic]\nchat_default_max_tokens = 1024\n",
+        )
+        .expect("valid");
+        let providers = &config.providers;
+        assert_eq!(providers.codex.usage_url.as_str(), "http://127.0.0.1:1/u");
+        assert_eq!(providers.codex.redirect_uri.port(), Some(9));
+        assert_eq!(providers.gemini.api_url.as_str(), "http://127.0.0.1:3/");
+        assert!(!providers.gemini.has_default_client_secret());
+        assert_eq!(providers.openai.base_url.as_str(), "http://127.0.0.1:4/");
+        assert_eq!(providers.anthropic.chat_default_max_tokens, 1024);
+        assert_eq!(
+            providers
+                .base_url_for(ProviderKind::Gemini, crate::CredentialKind::ApiKey)
+                .as_str(),
+            "http://127.0.0.1:3/"
+        );
+        let rendered = config.to_masked_toml();
+        assert!(!rendered.contains("private"), "{rendered}");
+        assert!(rendered.contains("client_secret = \"****\""), "{rendered}");
+        assert_fails(
+            "[providers.codex]\nredirect_uri = \"https://localhost/cb\"\n",
+            "providers.codex.redirect_uri",
+            2,
+            "local http://",
+        );
+        assert_fails(
+            "[providers.anthropic]\nchat_default_max_tokens = 0\n",
+            "providers.anthropic.chat_default_max_tokens",
+            2,
+            "at least 1",
+        );
+    }
+
+    #[test]
     fn unknown_names_list_accepted_values() {
         assert_fails(
             "[scheduler]\nstrategy = \"random\"\n",
@@ -960,10 +1450,10 @@ mod tests {
             "accepted values: \"adaptive\", \"sticky\", \"round-robin\"",
         );
         assert_fails(
-            "[[accounts]]\nname = \"a\"\nprovider = \"codex\"\napi_key = \"k\"\n",
+            "[[accounts]]\nname = \"a\"\nprovider = \"mistral\"\napi_key = \"k\"\n",
             "accounts[0].provider",
             3,
-            "accepted values: \"anthropic\"",
+            "accepted values: \"anthropic\", \"anthropic-compatible\", \"codex\", \"gemini\", \"openai\"",
         );
     }
 
@@ -1017,9 +1507,13 @@ mod tests {
         assert_eq!(error.key.as_deref(), Some("upstream.connect_timout"));
         assert_eq!(error.line(), Some(2));
 
-        let error = error_in("[providers.codex]\nbase_url = \"https://x\"\n");
-        assert_eq!(error.key.as_deref(), Some("providers.codex"));
+        let error = error_in("[providers.mistral]\nbase_url = \"https://x\"\n");
+        assert_eq!(error.key.as_deref(), Some("providers.mistral"));
         assert_eq!(error.line(), Some(1));
+
+        let error = error_in("[providers.codex]\nbase_uri = \"https://x\"\n");
+        assert_eq!(error.key.as_deref(), Some("providers.codex.base_uri"));
+        assert_eq!(error.line(), Some(2));
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //!   [`CodexQuota`] carries `x-codex-{primary,secondary}-*` headers; a scripted 429 is
 //!   `usage_limit_reached` with `resets_at` and `resets_in_seconds`.
 //! - `GET /backend-api/wham/usage`: the account's usage, without spending it.
-//! - `POST /oauth/token`: JSON `grant_type=refresh_token`. Refresh tokens rotate: each use
-//!   answers a new access token, a new refresh token and an `id_token` whose claims name the
-//!   account and plan; using a spent refresh token again answers 401 `refresh_token_reused`
-//!   and revokes the family (its newest token then answers `refresh_token_invalidated`).
+//! - `POST /oauth/token`: `grant_type=refresh_token` (JSON or form). Refresh tokens rotate:
+//!   each use answers a new access token, a new refresh token and an `id_token` whose claims
+//!   name the account and plan; using a spent refresh token again answers 401
+//!   `refresh_token_reused` and revokes the family (its newest token then answers
+//!   `refresh_token_invalidated`). `grant_type=authorization_code` completes a login.
+//! - `GET /oauth/authorize`: a login page that approves at once as the account chosen with
+//!   [`FakeCodex::set_login_account`] and sends the browser back to `redirect_uri` with a
+//!   code (PKCE S256 checked at the exchange).
 //!
 //! Accounts are identified by their ChatGPT account id; replies are scripted per account
 //! like [`crate::FakeAnthropic`]'s, and every request is recorded.
@@ -38,7 +42,10 @@ use crate::record::{RecordedRequest, RequestLog};
 use crate::responses_wire::{
     ResponseIds, failed_event, response_object, stream_events, wants_stream,
 };
-use crate::wire::{ApiRequest, bearer, json as json_response, read_and_record, serve_plan};
+use crate::wire::{
+    ApiRequest, PendingLogin, approve_login, bearer, json as json_response, read_and_record,
+    serve_plan, token_fields,
+};
 
 /// The path the Codex CLI's built-in provider uses; `responses` hangs below it.
 pub const DEFAULT_CODEX_BASE_PATH: &str = "/backend-api/codex";
@@ -180,6 +187,10 @@ struct RefreshTokens {
     /// Statuses the next refreshes answer with instead of rotating.
     failures: VecDeque<u16>,
     issued: u64,
+    /// Who the login page logs in, and the codes it handed out.
+    login_account: Option<String>,
+    codes: HashMap<String, (String, PendingLogin)>,
+    logins: u64,
 }
 
 #[derive(Debug)]
@@ -316,9 +327,30 @@ impl FakeCodex {
         self.shared.refresh.lock().failures.extend(statuses);
     }
 
-    /// How many successful refreshes the token endpoint has made.
+    /// How many successful refreshes the token endpoint has made (logins included).
     pub fn refreshes(&self) -> u64 {
         self.shared.refresh.lock().issued
+    }
+
+    /// The account the login page logs in as (it must exist: [`FakeCodex::add_account`]).
+    pub fn set_login_account(&self, account_id: &str) {
+        self.with(account_id, |_| ());
+        self.shared.refresh.lock().login_account = Some(account_id.to_owned());
+    }
+
+    /// How many logins completed (codes exchanged).
+    pub fn logins(&self) -> u64 {
+        self.shared.refresh.lock().logins
+    }
+
+    /// Whether `refresh_token` is live (not spent, not revoked).
+    pub fn is_refresh_token_live(&self, refresh_token: &str) -> bool {
+        self.shared.refresh.lock().live.contains_key(refresh_token)
+    }
+
+    /// The OAuth authorization page (`…/oauth/authorize`).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.origin())
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -371,6 +403,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> io::Result<Response<
     let responses = format!("{}/responses", shared.base_path);
     match (&req.method, req.path.as_str()) {
         (&Method::POST, "/oauth/token") => Ok(token(shared, &req)),
+        (&Method::GET, "/oauth/authorize") => Ok(login_page(shared, &req)),
         (&Method::GET, "/backend-api/wham/usage") => Ok(usage(shared, &req)),
         (&Method::POST, path) if path == responses => responses_call(shared, &req).await,
         _ => Ok(detail(404, &req.request_id, "Not Found")),
@@ -529,17 +562,82 @@ fn token_error(status: u16, request_id: &str, code: &str, message: &str) -> Resp
     )
 }
 
+fn login_page(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
+    let mut refresh = shared.refresh.lock();
+    let Some(account) = refresh.login_account.clone() else {
+        return token_error(
+            400,
+            &req.request_id,
+            "access_denied",
+            "fake: nobody to log in",
+        );
+    };
+    refresh.issued += 1;
+    let serial = refresh.issued;
+    match approve_login(req, serial) {
+        Ok((code, pending, redirect)) => {
+            refresh.codes.insert(code, (account, pending));
+            redirect
+        }
+        Err(refusal) => *refusal,
+    }
+}
+
+/// Issue a new token family member for `account`: access, refresh and id tokens.
+fn issue(shared: &Shared, refresh: &mut RefreshTokens, account: &str) -> Value {
+    refresh.issued += 1;
+    let n = refresh.issued;
+    let new_refresh = format!("codex-rt-{account}-{n}");
+    let new_access = format!("codex-at-{account}-{n}");
+    refresh.live.insert(new_refresh.clone(), account.to_owned());
+    shared
+        .tokens
+        .lock()
+        .insert(new_access.clone(), account.to_owned());
+    let plan = shared
+        .accounts
+        .lock()
+        .get(account)
+        .map_or_else(|| "plus".to_owned(), |a| a.plan.clone());
+    let now = shared.clock.epoch_secs();
+    json!({
+        "id_token": id_token(account, &plan, now),
+        "access_token": new_access,
+        "refresh_token": new_refresh,
+        "expires_in": CODEX_ACCESS_TOKEN_SECS,
+        "token_type": "Bearer",
+    })
+}
+
 fn token(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
-    let body = req.json();
-    if body.get("grant_type").and_then(Value::as_str) != Some("refresh_token") {
+    let fields = token_fields(req);
+    let field = |k: &str| fields.get(k).map(String::as_str);
+    if field("grant_type") == Some("authorization_code") {
+        let mut refresh = shared.refresh.lock();
+        let pending = field("code").and_then(|code| refresh.codes.remove(code));
+        return match pending {
+            Some((account, pending)) if pending.matches(&fields) => {
+                refresh.logins += 1;
+                let answer = issue(shared, &mut refresh, &account);
+                json_response(200, &req.request_id, &[], &answer)
+            }
+            _ => json_response(
+                400,
+                &req.request_id,
+                &[],
+                &json!({"error": "invalid_grant", "error_description": "fake: unknown code, or the verifier or redirect does not match"}),
+            ),
+        };
+    }
+    if field("grant_type") != Some("refresh_token") {
         return token_error(
             400,
             &req.request_id,
             "unsupported_grant_type",
-            "fake: only refresh_token is supported",
+            "fake: only refresh_token and authorization_code are supported",
         );
     }
-    let Some(presented) = body.get("refresh_token").and_then(Value::as_str) else {
+    let Some(presented) = field("refresh_token") else {
         return token_error(
             400,
             &req.request_id,
@@ -557,35 +655,9 @@ fn token(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
         );
     }
     if let Some(account) = refresh.live.remove(presented) {
-        refresh.issued += 1;
-        let n = refresh.issued;
-        let new_refresh = format!("codex-rt-{account}-{n}");
-        let new_access = format!("codex-at-{account}-{n}");
         refresh.spent.insert(presented.to_owned(), account.clone());
-        refresh.live.insert(new_refresh.clone(), account.clone());
-        drop(refresh);
-        shared
-            .tokens
-            .lock()
-            .insert(new_access.clone(), account.clone());
-        let plan = shared
-            .accounts
-            .lock()
-            .get(&account)
-            .map_or_else(|| "plus".to_owned(), |a| a.plan.clone());
-        let now = shared.clock.epoch_secs();
-        return json_response(
-            200,
-            &req.request_id,
-            &[],
-            &json!({
-                "id_token": id_token(&account, &plan, now),
-                "access_token": new_access,
-                "refresh_token": new_refresh,
-                "expires_in": CODEX_ACCESS_TOKEN_SECS,
-                "token_type": "Bearer",
-            }),
-        );
+        let answer = issue(shared, &mut refresh, &account);
+        return json_response(200, &req.request_id, &[], &answer);
     }
     if let Some(account) = refresh.spent.get(presented).cloned() {
         // A spent token used again: the whole family dies.

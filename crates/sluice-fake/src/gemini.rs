@@ -15,6 +15,9 @@
 //!   exercises sluice's framing of them.
 //! - `POST /token`: form-encoded `grant_type=refresh_token`. Refresh tokens do **not**
 //!   rotate; each refresh issues a new one-hour access token for the same account.
+//!   `grant_type=authorization_code` completes a login (with the client secret and PKCE).
+//! - `GET /o/oauth2/v2/auth`: a login page that approves at once as the account chosen with
+//!   [`FakeGemini::set_login_account`]; `GET /oauth2/v2/userinfo` names a token's email.
 //!
 //! A scripted 429 is `RESOURCE_EXHAUSTED` with `RetryInfo.retryDelay` and
 //! `ErrorInfo.metadata.quotaResetDelay`, or, with [`ApiReply::daily`], a per-day
@@ -39,7 +42,8 @@ use crate::clock::Clock;
 use crate::listen::{Handler, Running};
 use crate::record::{RecordedRequest, RequestLog};
 use crate::wire::{
-    ApiRequest, bearer, data_event, json as json_response, read_and_record, serve_plan,
+    ApiRequest, PendingLogin, approve_login, bearer, data_event, json as json_response,
+    read_and_record, serve_plan,
 };
 
 /// Lifetime of the access tokens the token endpoint issues.
@@ -94,6 +98,11 @@ struct Tokens {
     refresh: HashMap<String, String>,
     failures: VecDeque<u16>,
     issued: u64,
+    /// Who the login page logs in, the codes it handed out, and each account's email.
+    login_account: Option<String>,
+    codes: HashMap<String, (String, PendingLogin)>,
+    emails: HashMap<String, String>,
+    logins: u64,
 }
 
 #[derive(Debug)]
@@ -235,6 +244,35 @@ impl FakeGemini {
         self.shared.tokens.lock().issued
     }
 
+    /// The email the account's login and userinfo name.
+    pub fn set_email(&self, account: &str, email: &str) {
+        self.shared
+            .tokens
+            .lock()
+            .emails
+            .insert(account.to_owned(), email.to_owned());
+    }
+
+    /// The account the login page logs in as.
+    pub fn set_login_account(&self, account: &str) {
+        self.shared.tokens.lock().login_account = Some(account.to_owned());
+    }
+
+    /// How many logins completed.
+    pub fn logins(&self) -> u64 {
+        self.shared.tokens.lock().logins
+    }
+
+    /// The login page (`…/o/oauth2/v2/auth`).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/o/oauth2/v2/auth", self.base_url())
+    }
+
+    /// The userinfo endpoint (`…/oauth2/v2/userinfo`).
+    pub fn userinfo_url(&self) -> String {
+        format!("{}/oauth2/v2/userinfo", self.base_url())
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.log.snapshot()
     }
@@ -331,6 +369,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> io::Result<Response<
     if req.method == Method::POST && req.path == "/token" {
         return Ok(token(shared, &req));
     }
+    if req.method == Method::GET && req.path == "/o/oauth2/v2/auth" {
+        return Ok(login_page(shared, &req));
+    }
+    if req.method == Method::GET && req.path == "/oauth2/v2/userinfo" {
+        return Ok(userinfo(shared, &req));
+    }
     if let Some(method) = req.path.strip_prefix("/v1internal:") {
         if req.method != Method::POST {
             return Ok(error_response(404, &req.request_id, "fake: not found"));
@@ -373,12 +417,15 @@ fn token(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
             &json!({"error": "invalid_request", "error_description": "fake: the body must be form-encoded"}),
         );
     }
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return exchange(shared, req, &form);
+    }
     if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return json_response(
             400,
             &req.request_id,
             &[],
-            &json!({"error": "unsupported_grant_type", "error_description": "fake: only refresh_token"}),
+            &json!({"error": "unsupported_grant_type", "error_description": "fake: only refresh_token and authorization_code"}),
         );
     }
     let mut tokens = shared.tokens.lock();
@@ -415,6 +462,103 @@ fn token(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
             "token_type": "Bearer",
         }),
     )
+}
+
+fn login_page(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
+    let mut tokens = shared.tokens.lock();
+    let Some(account) = tokens.login_account.clone() else {
+        return error_response(400, &req.request_id, "fake: nobody to log in");
+    };
+    tokens.issued += 1;
+    let serial = tokens.issued;
+    match approve_login(req, serial) {
+        Ok((code, pending, redirect)) => {
+            tokens.codes.insert(code, (account, pending));
+            redirect
+        }
+        Err(refusal) => *refusal,
+    }
+}
+
+/// An unsigned-in-spirit JWT naming the account's email.
+fn google_id_token(email: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        b64(&json!({"alg": "RS256", "typ": "JWT"})),
+        b64(&json!({"iss": "https://accounts.google.com", "email": email, "email_verified": true}))
+    )
+}
+
+fn exchange(
+    shared: &Shared,
+    req: &ApiRequest,
+    form: &HashMap<String, String>,
+) -> Response<FakeBody> {
+    if form.get("client_secret").is_none_or(String::is_empty) {
+        return json_response(
+            401,
+            &req.request_id,
+            &[],
+            &json!({"error": "invalid_client", "error_description": "fake: client_secret is required"}),
+        );
+    }
+    let mut tokens = shared.tokens.lock();
+    let pending = form.get("code").and_then(|code| tokens.codes.remove(code));
+    let Some((account, _)) = pending.filter(|(_, p)| p.matches(form)) else {
+        return json_response(
+            400,
+            &req.request_id,
+            &[],
+            &json!({"error": "invalid_grant", "error_description": "fake: bad code, verifier or redirect"}),
+        );
+    };
+    tokens.issued += 1;
+    tokens.logins += 1;
+    let n = tokens.issued;
+    let access = format!("ya29.fake-{account}-{n}");
+    let refresh = format!("1//fake-refresh-{account}-{n}");
+    tokens.access.insert(access.clone(), account.clone());
+    tokens.refresh.insert(refresh.clone(), account.clone());
+    let email = tokens
+        .emails
+        .get(&account)
+        .cloned()
+        .unwrap_or_else(|| format!("{account}@fake.test"));
+    json_response(
+        200,
+        &req.request_id,
+        &[],
+        &json!({
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": GOOGLE_ACCESS_TOKEN_SECS,
+            "id_token": google_id_token(&email),
+            "token_type": "Bearer",
+        }),
+    )
+}
+
+fn userinfo(shared: &Shared, req: &ApiRequest) -> Response<FakeBody> {
+    let tokens = shared.tokens.lock();
+    let account = bearer(&req.headers).and_then(|t| tokens.access.get(&t).cloned());
+    match account {
+        Some(account) => {
+            let email = tokens
+                .emails
+                .get(&account)
+                .cloned()
+                .unwrap_or_else(|| format!("{account}@fake.test"));
+            json_response(
+                200,
+                &req.request_id,
+                &[],
+                &json!({"email": email, "verified_email": true}),
+            )
+        }
+        None => error_response(401, &req.request_id, "fake: invalid token"),
+    }
 }
 
 /// The account a Code Assist request acts for.

@@ -3,7 +3,10 @@
 //! [`FakeCodex`] (ChatGPT-account Codex and its OAuth token endpoint), [`FakeGemini`] (Code
 //! Assist, the Gemini API and Google's token endpoint) and [`FakeOpenAI`] (Chat Completions
 //! and Responses with API keys) are scripted per account with [`ApiReply`]s and record every
-//! request; each is its own server, started on `127.0.0.1:0`.
+//! request; each is its own server, started on `127.0.0.1:0`. [`CodexTransport`] opens a
+//! turn the way the Codex CLI does (WebSocket first, its fallback policy), to measure what a
+//! proxy's answer to the WebSocket attempt costs; [`UpgradeIgnorer`] is a server that
+//! ignores the upgrade.
 //!
 //! [`FakeAnthropic`] speaks the real wire format (SSE event order, error shapes and statuses, quota
 //! headers), identifies accounts by credential, records every request, and answers each account from a
@@ -30,6 +33,7 @@ mod api_reply;
 mod body;
 mod clock;
 mod codex;
+mod codex_cli;
 mod error_kind;
 mod gemini;
 mod handler;
@@ -51,6 +55,7 @@ pub use codex::{
     CODEX_ACCESS_TOKEN_SECS, CodexQuota, CodexWindow, DEFAULT_CODEX_BASE_PATH, FakeCodex,
     FakeCodexConfig, id_token,
 };
+pub use codex_cli::{CodexTransport, TurnOpening, UpgradeIgnorer};
 pub use gemini::{FakeGemini, FakeGeminiConfig, GOOGLE_ACCESS_TOKEN_SECS, GeminiQuotaBucket};
 pub use openai::{FakeOpenAI, FakeOpenAIConfig, OpenAILimits};
 

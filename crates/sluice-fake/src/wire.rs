@@ -47,6 +47,91 @@ impl ApiRequest {
     }
 }
 
+/// The fields of a token request, whether it came as JSON or form-encoded.
+pub(crate) fn token_fields(req: &ApiRequest) -> std::collections::HashMap<String, String> {
+    let form = req
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        return url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
+    }
+    match req.json() {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+            .collect(),
+        _ => std::collections::HashMap::new(),
+    }
+}
+
+/// A login page that approves at once: checks the PKCE parameters and sends the browser
+/// back to `redirect_uri` with a code. Returns the code, the challenge and the redirect URI
+/// to remember, or the refusal.
+pub(crate) fn approve_login(
+    req: &ApiRequest,
+    serial: u64,
+) -> Result<
+    (String, PendingLogin, Response<crate::body::FakeBody>),
+    Box<Response<crate::body::FakeBody>>,
+> {
+    let get = |k: &str| req.query_param(k).unwrap_or_default();
+    let refuse = |message: &str| {
+        Box::new(json(
+            400,
+            &req.request_id,
+            &[],
+            &serde_json::json!({"error": "invalid_request", "error_description": message}),
+        ))
+    };
+    if get("response_type") != "code" || get("code_challenge_method") != "S256" {
+        return Err(refuse("fake: expected response_type=code and S256"));
+    }
+    if get("code_challenge").is_empty() || get("state").is_empty() || get("client_id").is_empty() {
+        return Err(refuse("fake: missing challenge, state or client_id"));
+    }
+    let redirect_uri = get("redirect_uri");
+    let Ok(mut target) = url::Url::parse(&redirect_uri) else {
+        return Err(refuse("fake: bad redirect_uri"));
+    };
+    let code = format!("fake-login-code-{serial}");
+    target
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &get("state"));
+    let redirect = response(
+        302,
+        &req.request_id,
+        &[("location".to_owned(), target.to_string())],
+        crate::body::FakeBody::full(Bytes::new()),
+    );
+    Ok((
+        code,
+        PendingLogin {
+            challenge: get("code_challenge"),
+            redirect_uri,
+        },
+        redirect,
+    ))
+}
+
+/// A login code handed out and not yet exchanged.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingLogin {
+    pub challenge: String,
+    pub redirect_uri: String,
+}
+
+impl PendingLogin {
+    /// Whether an exchange presents what the login started with.
+    pub(crate) fn matches(&self, fields: &std::collections::HashMap<String, String>) -> bool {
+        let field = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+        field("redirect_uri") == self.redirect_uri
+            && crate::oauth::pkce_challenge(field("code_verifier")) == self.challenge
+    }
+}
+
 /// The token of `authorization: Bearer <token>`.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let auth = headers

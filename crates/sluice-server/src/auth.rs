@@ -2,7 +2,8 @@
 //!
 //! With no `client_keys` configured sluice only ever listens on loopback (start-up refuses
 //! anything else), so every client is local and trusted. With keys configured, every request
-//! must present one as `x-api-key` or `authorization: Bearer`, compared in constant time.
+//! must present one as `x-api-key`, `authorization: Bearer` or (the Gemini API's own header,
+//! which the Gemini CLI sends its key in) `x-goog-api-key`, compared in constant time.
 
 use http::HeaderMap;
 use sluice_config::Secret;
@@ -42,10 +43,13 @@ impl ClientKeys {
     }
 }
 
-/// The key a client presented, from `x-api-key` or a bearer `authorization` header.
+/// The key a client presented, from `x-api-key`, `x-goog-api-key` or a bearer
+/// `authorization` header.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim());
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(key) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(key.trim());
+        }
     }
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.trim().split_once(' ')?;
@@ -78,6 +82,7 @@ mod tests {
         let k = keys(&["sk-sluice-a", "sk-sluice-b"]);
         assert!(!k.admits(&HeaderMap::new()));
         assert!(k.admits(&headers("x-api-key", "sk-sluice-b")));
+        assert!(k.admits(&headers("x-goog-api-key", "sk-sluice-a")));
         assert!(k.admits(&headers("authorization", "Bearer sk-sluice-a")));
         assert!(k.admits(&headers("authorization", "bearer  sk-sluice-a ")));
         assert!(!k.admits(&headers("authorization", "Basic sk-sluice-a")));

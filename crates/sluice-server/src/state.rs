@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::accounts::{AccountAuth, AccountOrigin, Runtime};
 use crate::auth::ClientKeys;
-use crate::provider::Providers;
+use crate::provider::{Provider, Providers, UpstreamIdentity, adapter_for};
 use crate::upstream;
 
 /// The current wall-clock time as the scheduler wants it.
@@ -31,18 +31,34 @@ pub fn now() -> Timestamp {
 
 /// An account as the proxy uses it to reach the upstream.
 ///
-/// A rename or a settings change replaces the directory entry; `credential` and `auth` are
-/// shared by every entry of the same account, so a refresh lands wherever it is read.
+/// A rename or a settings change replaces the directory entry; `credential`, `identity` and
+/// `auth` are shared by every entry of the same account, so a refresh (or a discovered
+/// project) lands wherever it is read.
 pub struct UpstreamAccount {
     pub id: AccountId,
     pub name: String,
+    /// The account's own provider; its pool is `provider.pool()`.
     pub provider: ProviderKind,
     pub base_url: Url,
     pub credential: Arc<ArcSwap<Credential>>,
+    /// What identifies the account upstream besides its credential (Codex's ChatGPT
+    /// account id, Gemini's Code Assist project).
+    pub identity: Arc<ArcSwap<UpstreamIdentity>>,
+    /// Builds this account's upstream requests when its provider is not its pool's own (an
+    /// Anthropic-compatible third party in the Anthropic pool): its auth style, its model
+    /// names. `None`: the route's provider builds them.
+    pub adapter: Option<Arc<dyn Provider>>,
     /// Where the account was declared, its row in the store and what is known about it.
     pub origin: AccountOrigin,
     /// Refresh and probe state.
     pub auth: Arc<AccountAuth>,
+}
+
+impl UpstreamAccount {
+    /// The pool the account is scheduled in.
+    pub fn pool(&self) -> ProviderKind {
+        self.provider.pool()
+    }
 }
 
 /// One provider's pool and the signal waiters listen to for capacity changes.
@@ -80,7 +96,7 @@ impl PoolHandle {
     }
 }
 
-/// Every account's upstream identity and credential, by provider and pool id.
+/// Every account's upstream identity and credential, by pool and pool id.
 #[derive(Default)]
 pub struct Directory {
     accounts: HashMap<(ProviderKind, AccountId), Arc<UpstreamAccount>>,
@@ -91,13 +107,14 @@ impl Directory {
         Directory {
             accounts: accounts
                 .into_iter()
-                .map(|a| ((a.provider, a.id), a))
+                .map(|a| ((a.pool(), a.id), a))
                 .collect(),
         }
     }
 
+    /// The account `id` of the pool `provider` belongs to.
     pub fn get(&self, provider: ProviderKind, id: AccountId) -> Option<&Arc<UpstreamAccount>> {
-        self.accounts.get(&(provider, id))
+        self.accounts.get(&(provider.pool(), id))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<UpstreamAccount>> {
@@ -163,7 +180,7 @@ impl AppState {
         let client = upstream::build_client(&config.upstream)?;
         let pool_config = pool_config(&config);
         let mut pools = HashMap::new();
-        for provider in ProviderKind::ALL {
+        for provider in ProviderKind::POOLS {
             pools.insert(
                 *provider,
                 Arc::new(PoolHandle::new(*provider, pool_config.clone())),
@@ -171,21 +188,24 @@ impl AppState {
         }
         let mut directory = Directory::default();
         for account in &config.accounts {
-            let pool = &pools[&account.provider];
+            let pool = &pools[&account.provider.pool()];
             let id = pool.with(|p| p.upsert_account(account_spec(account)));
             directory.accounts.insert(
-                (account.provider, id),
+                (account.provider.pool(), id),
                 Arc::new(UpstreamAccount {
                     id,
                     name: account.name.clone(),
                     provider: account.provider,
                     base_url: base_url(&config, account),
                     credential: Arc::new(ArcSwap::from_pointee(account.credential.clone())),
+                    identity: Arc::new(ArcSwap::from_pointee(identity_of(&account.options))),
+                    adapter: adapter_for(account.provider, &account.options),
                     origin: AccountOrigin::config(&account.credential),
                     auth: Arc::new(AccountAuth::default()),
                 }),
             );
         }
+        let providers = Providers::new(&config);
         let config_path = match &config.source {
             sluice_config::ConfigSource::File(path) => Some(path.clone()),
             sluice_config::ConfigSource::Default => None,
@@ -196,7 +216,7 @@ impl AppState {
             pools,
             directory: ArcSwap::from_pointee(directory),
             client,
-            providers: Providers::default(),
+            providers,
             started_at: Instant::now(),
             accounts: Runtime::new(store, config_path),
         })))
@@ -210,12 +230,14 @@ impl AppState {
         self.0.client_keys.load()
     }
 
+    /// The pool `provider`'s accounts are scheduled in.
     pub fn pool(&self, provider: ProviderKind) -> &Arc<PoolHandle> {
-        &self.0.pools[&provider]
+        &self.0.pools[&provider.pool()]
     }
 
+    /// Every pool, in [`ProviderKind::POOLS`] order.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<PoolHandle>> {
-        ProviderKind::ALL.iter().map(|p| &self.0.pools[p])
+        ProviderKind::POOLS.iter().map(|p| &self.0.pools[p])
     }
 
     pub fn directory(&self) -> arc_swap::Guard<Arc<Directory>> {
@@ -253,6 +275,7 @@ impl AppState {
         self.0
             .client_keys
             .store(Arc::new(ClientKeys::new(&config.client_keys)));
+        self.0.providers.configure(&config);
         self.0.config.store(Arc::new(config));
     }
 }
@@ -287,10 +310,18 @@ pub(crate) fn account_spec(account: &AccountConfig) -> AccountSpec {
 }
 
 pub(crate) fn base_url(config: &Config, account: &AccountConfig) -> Url {
-    account
-        .upstream
-        .clone()
-        .unwrap_or_else(|| match account.provider {
-            ProviderKind::Anthropic => config.providers.anthropic.base_url.clone(),
-        })
+    account.upstream.clone().unwrap_or_else(|| {
+        config
+            .providers
+            .base_url_for(account.provider, account.credential.kind())
+            .clone()
+    })
+}
+
+/// What a config account declares about itself upstream.
+pub(crate) fn identity_of(options: &sluice_config::AccountOptions) -> UpstreamIdentity {
+    UpstreamIdentity {
+        chatgpt_account_id: options.account_id.clone(),
+        project: options.project.clone(),
+    }
 }

@@ -1,8 +1,9 @@
-//! The new providers against the fakes over real sockets, before they are wired into the
-//! proxy: each captured client request goes through the provider's `upstream_request` to
-//! the fake of its upstream with the pooled account's credential (the fakes refuse anything
-//! else), and the answer comes back through the provider's quota, failure, usage and
-//! translation hooks. This is the contract the routing wiring will rely on.
+//! The providers on their own against the fakes over real sockets: each captured client
+//! request goes through the provider's `upstream_request` to the fake of its upstream with
+//! the pooled account's credential (the fakes refuse anything else), and the answer comes
+//! back through the provider's quota, failure, usage and translation hooks. This is the
+//! contract the proxy relies on; `codex.rs`, `gemini.rs`, `openai_routes.rs` and
+//! `compatible.rs` test the same through the running proxy.
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -23,9 +24,6 @@ use sluice_server::provider::{
 };
 use sluice_server::proxy::sse::SseFramer;
 use sluice_server::translate::RequestOptions;
-
-/// The pool the providers are constructed for until their own `ProviderKind`s exist.
-const POOL: ProviderKind = ProviderKind::Anthropic;
 
 struct Captured {
     method: Method,
@@ -157,7 +155,7 @@ async fn codex_reaches_the_chatgpt_backend_as_the_pooled_account() {
             .tokens(5000, 12)
             .cached(4096),
     );
-    let codex = Codex::new(POOL);
+    let codex = Codex::new(ProviderKind::Codex);
     let captured = Captured::load("codex_responses.json");
     let identity = UpstreamIdentity {
         chatgpt_account_id: Some("acct-pooled".into()),
@@ -248,7 +246,7 @@ async fn code_assist_runs_on_the_accounts_own_project() {
             .cached(600)
             .reasoning(30),
     );
-    let gemini = Gemini::new(POOL, Dialect::CodeAssist);
+    let gemini = Gemini::new(ProviderKind::Gemini, Dialect::CodeAssist);
     let credential = oauth("ya29.pooled");
 
     // Discovery: the CLI's loadCodeAssist reaches the account; sluice learns the project
@@ -340,7 +338,7 @@ async fn the_gemini_api_gets_the_pooled_key_and_crlf_events_frame() {
         "AIza-pooled",
         ApiReply::ok().text(["a", "b", "c"]).tokens(40, 6),
     );
-    let gemini = Gemini::new(POOL, Dialect::Api);
+    let gemini = Gemini::new(ProviderKind::Gemini, Dialect::Api);
     let mut captured = Captured::load("gemini_cli_apikey_stream.json");
     captured.path.push_str("&key=client-own");
     let answer = send(
@@ -369,7 +367,7 @@ async fn openai_keys_learn_their_buckets() {
         "sk-pooled",
         ApiReply::ok().text(["po", "ng"]).tokens(20, 3).cached(8),
     );
-    let openai = OpenAI::new(POOL);
+    let openai = OpenAI::new(ProviderKind::OpenAI);
     let captured = Captured::load("openai_python_chat.json");
     let key = Credential::ApiKey("sk-pooled".to_owned().into());
     let answer = send(
@@ -432,7 +430,7 @@ async fn chat_completions_are_served_by_an_anthropic_account() {
         "sk-ant-api03-pooled",
         Reply::ok().deltas(["po", "ng"]).tokens(10, 5),
     );
-    let bridge = ClaudeChat::new(POOL, RequestOptions::default());
+    let bridge = ClaudeChat::new(ProviderKind::Anthropic, RequestOptions::default());
     let mut captured = Captured::load("openai_python_chat.json");
     let mut body = captured.json();
     body["model"] = json!("claude-sonnet-4-5");
@@ -511,7 +509,7 @@ async fn chat_completions_are_served_by_an_anthropic_account() {
 async fn a_third_party_gets_its_model_names_and_auth_style() {
     let fake = FakeAnthropic::with_accounts(["glm-key"]).unwrap();
     let compatible = AnthropicCompatible::new(
-        POOL,
+        ProviderKind::Anthropic,
         AuthStyle::Bearer,
         ModelMap::new([("claude-sonnet-*", "glm-4.6")]),
     );

@@ -191,6 +191,9 @@ impl Store for Witness {
     fn reconcile_config(&self, d: &[DeclaredOAuth]) -> Result<Vec<StoredAccount>, StoreError> {
         self.inner.reconcile_config(d)
     }
+    fn remember_project(&self, id: StoreId, project: &str) -> Result<(), StoreError> {
+        self.inner.remember_project(id, project)
+    }
     fn save_quota(&self, records: &[QuotaRecord]) -> Result<(), StoreError> {
         self.inner.save_quota(records)
     }

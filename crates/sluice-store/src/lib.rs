@@ -101,6 +101,9 @@ pub trait Store: Send + Sync + 'static {
         declared: &[DeclaredOAuth],
     ) -> Result<Vec<StoredAccount>, StoreError>;
 
+    /// Remember the project an account's setup discovered (Gemini Code Assist).
+    fn remember_project(&self, id: StoreId, project: &str) -> Result<(), StoreError>;
+
     /// Replace the learned quota of the given accounts.
     fn save_quota(&self, records: &[QuotaRecord]) -> Result<(), StoreError>;
 

@@ -56,4 +56,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider, name)
     );
     "#,
+    // 2: what Codex and Gemini accounts need besides their tokens: the ChatGPT account
+    // (workspace) a token acts for, and the Code Assist project, discovered and remembered.
+    r#"
+    ALTER TABLE accounts ADD COLUMN upstream_account TEXT;
+    ALTER TABLE accounts ADD COLUMN project TEXT;
+    "#,
 ];

@@ -91,8 +91,15 @@ pub struct Profile {
     /// The subscription: `"max"`, `"pro"`, `"team"`, …
     pub plan: Option<String>,
     /// The provider's id for the user; a second login of the same user matches on it.
+    /// (Codex: user and ChatGPT workspace, since quota is per user per workspace.)
     pub account_uuid: Option<String>,
     pub organization_uuid: Option<String>,
+    /// The account a request is addressed to besides the token: Codex's ChatGPT account
+    /// (workspace) id, sent as `chatgpt-account-id`.
+    pub upstream_account: Option<String>,
+    /// Gemini Code Assist: the account's project, discovered with `loadCodeAssist` and
+    /// remembered so it is not asked again.
+    pub project: Option<String>,
 }
 
 /// A pending or refused removal of an account (see [`crate::Store::request_removal`]).

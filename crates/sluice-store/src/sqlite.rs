@@ -44,7 +44,7 @@ const SELECT_ACCOUNT: &str = "SELECT a.id, a.name, a.provider, a.origin, a.kind,
         a.remove_requested_at, a.remove_refused_in_flight, a.created_at, a.updated_at,
         c.api_key, c.access_token, c.refresh_token, c.expires_at, c.generation,
         c.config_fingerprint, c.needs_relogin, c.relogin_reason, c.refresh_started_at,
-        c.refreshed_at
+        c.refreshed_at, a.upstream_account, a.project
     FROM accounts a JOIN credentials c ON c.account_id = a.id";
 
 impl SqliteStore {
@@ -230,6 +230,8 @@ fn read_account(row: &Row<'_>) -> rusqlite::Result<Result<StoredAccount, StoreEr
             plan: row.get(9)?,
             account_uuid: row.get(10)?,
             organization_uuid: row.get(11)?,
+            upstream_account: row.get(26)?,
+            project: row.get(27)?,
         },
         needs_relogin: row.get(22)?,
         relogin_reason: row.get(23)?,
@@ -290,8 +292,9 @@ fn insert_account(
     let now = now_ms();
     let inserted = transaction.execute(
         "INSERT INTO accounts (name, provider, origin, kind, priority, weight, enabled, email,
-            plan, account_uuid, organization_uuid, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            plan, account_uuid, organization_uuid, upstream_account, project, created_at,
+            updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
         params![
             account.name,
             account.provider,
@@ -304,6 +307,8 @@ fn insert_account(
             account.profile.plan,
             account.profile.account_uuid,
             account.profile.organization_uuid,
+            account.profile.upstream_account,
+            account.profile.project,
             now,
         ],
     );
@@ -467,6 +472,8 @@ impl Store for SqliteStore {
                     "UPDATE accounts SET email = COALESCE(?2, email), plan = COALESCE(?3, plan),
                         account_uuid = COALESCE(?4, account_uuid),
                         organization_uuid = COALESCE(?5, organization_uuid),
+                        upstream_account = COALESCE(?6, upstream_account),
+                        project = COALESCE(?7, project),
                         remove_refused_in_flight = NULL
                      WHERE id = ?1",
                     params![
@@ -474,7 +481,9 @@ impl Store for SqliteStore {
                         profile.email,
                         profile.plan,
                         profile.account_uuid,
-                        profile.organization_uuid
+                        profile.organization_uuid,
+                        profile.upstream_account,
+                        profile.project
                     ],
                 )?;
                 let account = by_id(transaction, account.id)?
@@ -765,6 +774,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn remember_project(&self, id: StoreId, project: &str) -> Result<(), StoreError> {
+        self.write(|transaction| {
+            transaction.execute(
+                "UPDATE accounts SET project = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.0, project, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn save_quota(&self, records: &[QuotaRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -816,5 +835,54 @@ impl Store for SqliteStore {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .optional()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO accounts (name, provider, origin, kind, created_at, updated_at)
+                     VALUES ('old', 'anthropic', 'cli', 'api_key', 1, 1)",
+                    [],
+                )
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO credentials (account_id, api_key, updated_at) VALUES (1, 'k', 1)",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let version: i64 = store
+            .connection()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let old = store.account("old").unwrap().unwrap();
+        assert_eq!(old.profile.project, None);
+        assert_eq!(old.profile.upstream_account, None);
+        store.remember_project(old.id, "p").unwrap();
+        assert_eq!(
+            store
+                .account("old")
+                .unwrap()
+                .unwrap()
+                .profile
+                .project
+                .as_deref(),
+            Some("p")
+        );
     }
 }

@@ -42,7 +42,7 @@ fn login(name: Option<&str>, email: &str, uuid: &str, t: OAuthTokens) -> Login {
             email: Some(email.to_owned()),
             plan: Some("max".into()),
             account_uuid: Some(uuid.to_owned()),
-            organization_uuid: None,
+            ..Profile::default()
         },
         weight: 5,
         config_fingerprint: None,
@@ -475,6 +475,77 @@ fn another_connections_commit_changes_the_marker_and_our_own_does_not() {
     assert_ne!(server.change_marker().unwrap(), before);
     assert_eq!(server.accounts().unwrap().len(), 2);
     server.flush().unwrap();
+}
+
+#[test]
+fn codex_and_gemini_logins_keep_their_account_id_and_remembered_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let codex = store
+        .save_login(Login {
+            provider: "codex".into(),
+            name: None,
+            default_name: "dev@example.com".into(),
+            tokens: tokens("codex-at", "codex-rt", 1),
+            profile: Profile {
+                email: Some("dev@example.com".into()),
+                plan: Some("plus".into()),
+                account_uuid: Some("user-1/acct-1".into()),
+                upstream_account: Some("acct-1".into()),
+                ..Profile::default()
+            },
+            weight: 1,
+            config_fingerprint: None,
+        })
+        .unwrap();
+    assert!(codex.created);
+    assert_eq!(codex.account.provider, "codex");
+    assert_eq!(
+        codex.account.profile.upstream_account.as_deref(),
+        Some("acct-1")
+    );
+
+    let gemini = store
+        .save_login(Login {
+            provider: "gemini".into(),
+            name: None,
+            default_name: "me@gmail.com".into(),
+            tokens: tokens("ya29.a", "1//r", 2),
+            profile: Profile {
+                email: Some("me@gmail.com".into()),
+                ..Profile::default()
+            },
+            weight: 1,
+            config_fingerprint: None,
+        })
+        .unwrap();
+    assert_eq!(gemini.account.profile.project, None, "not discovered yet");
+    store
+        .remember_project(gemini.account.id, "proj-123")
+        .unwrap();
+    // A later login of the same Google account keeps the remembered project.
+    let again = store
+        .save_login(Login {
+            provider: "gemini".into(),
+            name: None,
+            default_name: "me@gmail.com".into(),
+            tokens: tokens("ya29.b", "1//r", 3),
+            profile: Profile {
+                email: Some("me@gmail.com".into()),
+                ..Profile::default()
+            },
+            weight: 1,
+            config_fingerprint: None,
+        })
+        .unwrap();
+    assert!(!again.created);
+    drop(store);
+    let reopened = SqliteStore::open(dir.path()).unwrap();
+    let row = reopened.account("me@gmail.com").unwrap().unwrap();
+    assert_eq!(row.profile.project.as_deref(), Some("proj-123"));
+    assert_eq!(row.oauth().unwrap().access_token.expose(), "ya29.b");
+    let row = reopened.account("dev@example.com").unwrap().unwrap();
+    assert_eq!(row.profile.upstream_account.as_deref(), Some("acct-1"));
 }
 
 #[test]

@@ -71,6 +71,8 @@ pub struct AccountAuth {
     /// Rotated tokens the store refused to save (with the generation they replace), in use
     /// anyway because the old refresh token is dead; saving is retried.
     pub(crate) unsaved: Mutex<Option<(i64, OAuthTokens)>>,
+    /// Held while the account is being set up (Gemini's project discovery): one at a time.
+    pub(crate) setup: tokio::sync::Mutex<()>,
     state: Mutex<AuthState>,
 }
 

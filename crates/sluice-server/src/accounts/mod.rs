@@ -6,17 +6,25 @@
 //! their quota probed ([`probe`]); the config file is applied again when it changes
 //! ([`reload`]); changes the CLI makes to the store reach the running pools within a second.
 //!
+//! Each provider's side of it lives in its own module: [`oauth`] (the token endpoint client,
+//! and Anthropic's profile and usage), [`chatgpt`] (Codex logins and usage), [`google`]
+//! (Gemini logins, Code Assist setup and quota); [`setup`] readies an account for its first
+//! request (a Google login's Code Assist project).
+//!
 //! All of it runs as named background tasks under one cancellation token ([`spawn_tasks`]),
-//! off the request path. The request path touches this module at two points only, both in
+//! off the request path. The request path touches this module at three points only, all in
 //! the attempt loop: an access token that has already expired is refreshed before it is
-//! sent (waiting for the refresh), and a 401 gets one forced refresh and a second try on the
-//! same account.
+//! sent (waiting for the refresh), an account that still needs setting up is set up (once),
+//! and a 401 gets one forced refresh and a second try on the same account.
 
 mod auth;
+pub mod chatgpt;
+pub mod google;
 pub mod oauth;
 mod probe;
 pub mod refresh;
 pub mod reload;
+pub mod setup;
 mod sync;
 
 use std::future::Future;

@@ -1,7 +1,10 @@
-//! Anthropic's OAuth endpoints, from the client side: the PKCE login URL, exchanging a code,
-//! refreshing a token, reading the profile and the usage of a subscription.
+//! OAuth from the client side. The token endpoint client is shared by every provider
+//! ([`TokenServer`]: Anthropic and OpenAI take JSON, Google form-encoded bodies with its
+//! installed-app secret); the rest is Anthropic's: the PKCE login URL, the profile and the
+//! usage of a subscription. Codex's and Google's own calls are in [`super::chatgpt`] and
+//! [`super::google`].
 //!
-//! Every URL comes from `[providers.anthropic]`, so tests point them at the fake. The token
+//! Every URL comes from `[providers.*]`, so tests point them at the fakes. The token
 //! calls sort their failures by what they mean for a rotating refresh token: never sent
 //! ([`TokenError::Unreached`], safe to send again), refused for good ([`TokenError::Dead`]: a
 //! new login is needed), refused without acting ([`TokenError::Refused`]), or unknown
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
-use sluice_config::{AnthropicEndpoints, Secret};
+use sluice_config::{AnthropicEndpoints, Config, ProviderKind, Secret};
 use sluice_scheduler::headers::{parse_reset, parse_retry_after};
 use sluice_scheduler::{QuotaObservation, Timestamp};
 use sluice_store::{OAuthTokens, Profile};
@@ -91,12 +94,69 @@ pub fn authorize_url(endpoints: &AnthropicEndpoints, redirect_uri: &str, pkce: &
     url
 }
 
+/// A token endpoint and how it wants to be spoken to.
+#[derive(Clone, Debug)]
+pub struct TokenServer {
+    pub url: Url,
+    pub client_id: String,
+    /// Google's installed-app clients send their (public) secret too.
+    pub client_secret: Option<Secret<String>>,
+    /// Google takes form-encoded bodies; Anthropic and OpenAI take JSON.
+    pub form: bool,
+    /// Scope sent along with a refresh (OpenAI's token endpoint wants one).
+    pub refresh_scope: Option<&'static str>,
+}
+
+impl TokenServer {
+    pub fn anthropic(endpoints: &AnthropicEndpoints) -> TokenServer {
+        TokenServer {
+            url: endpoints.token_url.clone(),
+            client_id: endpoints.client_id.clone(),
+            client_secret: None,
+            form: false,
+            refresh_scope: None,
+        }
+    }
+
+    pub fn codex(endpoints: &sluice_config::CodexEndpoints) -> TokenServer {
+        TokenServer {
+            url: endpoints.token_url.clone(),
+            client_id: endpoints.client_id.clone(),
+            client_secret: None,
+            form: false,
+            refresh_scope: Some("openid profile email"),
+        }
+    }
+
+    pub fn google(endpoints: &sluice_config::GeminiEndpoints) -> TokenServer {
+        TokenServer {
+            url: endpoints.token_url.clone(),
+            client_id: endpoints.client_id.clone(),
+            client_secret: Some(endpoints.client_secret.clone()),
+            form: true,
+            refresh_scope: None,
+        }
+    }
+
+    /// The token server of `provider`'s logins; `None` for providers that only take keys.
+    pub fn of(config: &Config, provider: ProviderKind) -> Option<TokenServer> {
+        match provider {
+            ProviderKind::Anthropic => Some(TokenServer::anthropic(&config.providers.anthropic)),
+            ProviderKind::Codex => Some(TokenServer::codex(&config.providers.codex)),
+            ProviderKind::Gemini => Some(TokenServer::google(&config.providers.gemini)),
+            ProviderKind::AnthropicCompatible | ProviderKind::OpenAI => None,
+        }
+    }
+}
+
 /// What the token endpoint granted.
 pub struct TokenGrant {
     pub access_token: Secret<String>,
     /// Absent when the server did not rotate; the old refresh token then stays valid.
     pub refresh_token: Option<Secret<String>>,
     pub expires_in: Option<Duration>,
+    /// OpenID Connect's identity token (OpenAI, Google), whose claims name the account.
+    pub id_token: Option<Secret<String>>,
 }
 
 impl TokenGrant {
@@ -136,6 +196,7 @@ struct TokenAnswer {
     access_token: Option<String>,
     refresh_token: Option<String>,
     expires_in: Option<f64>,
+    id_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,29 +208,59 @@ struct OAuthErrorBody {
 /// anything else is not repeated anywhere.
 fn error_code(body: &[u8]) -> Option<String> {
     let parsed: OAuthErrorBody = serde_json::from_slice(body).ok()?;
+    let plausible = |code: &str| {
+        !code.is_empty()
+            && code.len() <= 48
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    };
     let code = match parsed.error? {
         serde_json::Value::String(code) => code,
-        // Anthropic API style: {"error": {"type": …}}.
-        serde_json::Value::Object(map) => map.get("type")?.as_str()?.to_owned(),
+        // OpenAI style {"error": {"code": …, "type": …}} names the precise reason in `code`;
+        // Anthropic style {"error": {"type": …}} only has the type.
+        serde_json::Value::Object(map) => ["code", "type"]
+            .iter()
+            .filter_map(|field| map.get(*field)?.as_str())
+            .find(|code| plausible(code))?
+            .to_owned(),
         _ => return None,
     };
-    let plausible = !code.is_empty()
-        && code.len() <= 48
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    plausible.then_some(code)
+    plausible(&code).then_some(code)
 }
 
+/// Post `fields` to the token endpoint in the encoding it wants (the client id, and its
+/// secret when it has one, added).
 async fn post_token(
     client: &reqwest::Client,
-    endpoints: &AnthropicEndpoints,
-    body: serde_json::Value,
+    server: &TokenServer,
+    fields: &[(&str, &str)],
 ) -> Result<TokenGrant, TokenError> {
+    let mut all: Vec<(&str, &str)> = fields.to_vec();
+    all.push(("client_id", server.client_id.as_str()));
+    if let Some(secret) = &server.client_secret {
+        all.push(("client_secret", secret.expose().as_str()));
+    }
+    let (content_type, body) = if server.form {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &all {
+            form.append_pair(name, value);
+        }
+        ("application/x-www-form-urlencoded", form.finish())
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = all
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), serde_json::Value::from(*value)))
+            .collect();
+        (
+            "application/json",
+            serde_json::Value::Object(map).to_string(),
+        )
+    };
     let exchange = async {
         let response = client
-            .post(endpoints.token_url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .post(server.url.clone())
+            .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::ACCEPT, "application/json")
-            .body(body.to_string())
+            .body(body)
             .send()
             .await
             .map_err(|error| {
@@ -206,6 +297,7 @@ async fn post_token(
                     .expires_in
                     .filter(|s| s.is_finite() && *s > 0.0)
                     .map(Duration::from_secs_f64),
+                id_token: answer.id_token.filter(|t| !t.is_empty()).map(Secret::new),
             });
         }
         let code = error_code(&bytes);
@@ -229,25 +321,55 @@ async fn post_token(
         )))
 }
 
-/// Trade a refresh token for new tokens. Sent once: the caller decides about retries.
+/// Trade a refresh token for new tokens at `server`. Sent once: the caller decides about
+/// retries.
+pub async fn refresh_with(
+    client: &reqwest::Client,
+    server: &TokenServer,
+    refresh_token: &Secret<String>,
+) -> Result<TokenGrant, TokenError> {
+    let mut fields = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.expose().as_str()),
+    ];
+    if let Some(scope) = server.refresh_scope {
+        fields.push(("scope", scope));
+    }
+    post_token(client, server, &fields).await
+}
+
+/// Trade a login's authorization code for tokens at `server`. `state` goes along where the
+/// server wants it (Anthropic's).
+pub async fn exchange_code_with(
+    client: &reqwest::Client,
+    server: &TokenServer,
+    code: &str,
+    pkce: &Pkce,
+    redirect_uri: &str,
+    state: Option<&str>,
+) -> Result<TokenGrant, TokenError> {
+    let mut fields = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", pkce.verifier.expose().as_str()),
+    ];
+    if let Some(state) = state {
+        fields.push(("state", state));
+    }
+    post_token(client, server, &fields).await
+}
+
+/// Trade an Anthropic refresh token for new tokens.
 pub async fn refresh(
     client: &reqwest::Client,
     endpoints: &AnthropicEndpoints,
     refresh_token: &Secret<String>,
 ) -> Result<TokenGrant, TokenError> {
-    post_token(
-        client,
-        endpoints,
-        serde_json::json!({
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token.expose(),
-            "client_id": endpoints.client_id,
-        }),
-    )
-    .await
+    refresh_with(client, &TokenServer::anthropic(endpoints), refresh_token).await
 }
 
-/// Trade a login's authorization code for tokens.
+/// Trade an Anthropic login's authorization code for tokens.
 pub async fn exchange_code(
     client: &reqwest::Client,
     endpoints: &AnthropicEndpoints,
@@ -255,17 +377,13 @@ pub async fn exchange_code(
     pkce: &Pkce,
     redirect_uri: &str,
 ) -> Result<TokenGrant, TokenError> {
-    post_token(
+    exchange_code_with(
         client,
-        endpoints,
-        serde_json::json!({
-            "grant_type": "authorization_code",
-            "code": code,
-            "state": pkce.state,
-            "redirect_uri": redirect_uri,
-            "code_verifier": pkce.verifier.expose(),
-            "client_id": endpoints.client_id,
-        }),
+        &TokenServer::anthropic(endpoints),
+        code,
+        pkce,
+        redirect_uri,
+        Some(&pkce.state),
     )
     .await
 }
@@ -310,14 +428,28 @@ async fn get_json(
     url: &Url,
     access_token: &Secret<String>,
 ) -> Result<serde_json::Value, InfoError> {
+    let request = client
+        .get(url.clone())
+        .header(http::header::AUTHORIZATION, bearer(access_token)?)
+        .header("anthropic-beta", OAUTH_BETA);
+    call_json(request).await
+}
+
+/// `Bearer <token>`, marked sensitive so no log or debug output shows it.
+pub(crate) fn bearer(token: &Secret<String>) -> Result<http::HeaderValue, InfoError> {
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| InfoError::Unreadable)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Send an informational call (profile, usage, setup) and read its JSON answer, bounded in
+/// time; a 429 says how long to back off.
+pub(crate) async fn call_json(
+    request: reqwest::RequestBuilder,
+) -> Result<serde_json::Value, InfoError> {
     let call = async {
-        let mut bearer = http::HeaderValue::from_str(&format!("Bearer {}", access_token.expose()))
-            .map_err(|_| InfoError::Unreadable)?;
-        bearer.set_sensitive(true);
-        let response = client
-            .get(url.clone())
-            .header(http::header::AUTHORIZATION, bearer)
-            .header("anthropic-beta", OAUTH_BETA)
+        let response = request
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
@@ -368,6 +500,7 @@ pub async fn profile(
             plan,
             account_uuid: text("/account/uuid"),
             organization_uuid: text("/organization/uuid"),
+            ..Profile::default()
         },
         rate_limit_tier: text("/organization/rate_limit_tier"),
     })
@@ -461,6 +594,14 @@ mod tests {
             Some("rate_limit_error")
         );
         assert_eq!(error_code(br#"{"error":"sk-ant-ort01-SECRET"}"#), None);
+        assert_eq!(
+            error_code(
+                br#"{"error":{"message":"x","type":"invalid_request_error","param":null,"code":"refresh_token_reused"}}"#
+            )
+            .as_deref(),
+            Some("refresh_token_reused"),
+            "OpenAI names the reason in code"
+        );
         assert_eq!(error_code(b"<html>"), None);
     }
 

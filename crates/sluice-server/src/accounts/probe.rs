@@ -2,7 +2,9 @@
 //!
 //! Quota is normally learned from response headers, so an account nobody has used lately is
 //! a blank to the scheduler. This task asks the provider's usage endpoint — which spends no
-//! quota — about such accounts: one account per step, steps spread evenly over the probe
+//! quota — about such accounts (Anthropic's `/api/oauth/usage`, Codex's
+//! `/backend-api/wham/usage`, Code Assist's `retrieveUserQuota`, which needs the account's
+//! project and so sets the account up first): one account per step, steps spread evenly over the probe
 //! interval so the probes never come in a burst, each account at most once per interval and
 //! only while it has had no traffic for that long. A 429 backs that account off (honouring
 //! `retry-after`) and pauses all probing for a while, since the limit is likely the client's.
@@ -10,11 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::{Credential, ProviderKind};
-use sluice_scheduler::Timestamp;
+use sluice_config::{Credential, ProviderKind, Secret};
+use sluice_scheduler::{QuotaObservation, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use super::oauth::{self, InfoError};
+use super::{chatgpt, google, setup};
 use crate::state::{AppState, UpstreamAccount, now};
 
 /// Shortest pause between two probes, however many accounts there are.
@@ -24,8 +27,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 /// How long all probing pauses after a 429 that names no time.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 
+/// Subscriptions (logins) of the providers that can tell their usage.
 fn is_subscription(account: &UpstreamAccount) -> bool {
-    matches!(&**account.credential.load(), Credential::OAuth { .. })
+    matches!(
+        account.provider,
+        ProviderKind::Anthropic | ProviderKind::Codex | ProviderKind::Gemini
+    ) && matches!(&**account.credential.load(), Credential::OAuth { .. })
 }
 
 /// Whether `account` is idle and due for a probe.
@@ -65,10 +72,7 @@ async fn probe(
     let Credential::OAuth { access_token, .. } = &*credential else {
         return None;
     };
-    let endpoints = match account.provider {
-        ProviderKind::Anthropic => app.config().providers.anthropic.clone(),
-    };
-    let result = oauth::usage(app.client(), &endpoints, access_token, now()).await;
+    let result = usage(app, account, &credential, access_token).await;
     let now = now();
     match result {
         Ok(observation) => {
@@ -98,6 +102,50 @@ async fn probe(
             });
             tracing::info!(account = %account.name, %error, failures, "usage probe failed; backing off");
             matches!(error, InfoError::RateLimited { .. }).then(|| hinted.unwrap_or(DEFAULT_PAUSE))
+        }
+    }
+}
+
+/// Ask `account`'s provider for its usage.
+async fn usage(
+    app: &AppState,
+    account: &Arc<UpstreamAccount>,
+    credential: &Credential,
+    access_token: &Secret<String>,
+) -> Result<QuotaObservation, InfoError> {
+    match account.provider {
+        ProviderKind::Codex => {
+            let endpoints = app.config().providers.codex.clone();
+            let account_id = account.identity.load().chatgpt_account_id.clone();
+            chatgpt::usage(
+                app.client(),
+                &endpoints,
+                access_token,
+                account_id.as_deref(),
+                now(),
+            )
+            .await
+        }
+        ProviderKind::Gemini => {
+            if let Err(not_ready) = setup::ensure_ready(app, account, credential).await {
+                tracing::debug!(account = %account.name, message = %not_ready.message, "cannot probe yet");
+                return Err(InfoError::Unreadable);
+            }
+            let Some(project) = account.identity.load().project.clone() else {
+                return Err(InfoError::Unreadable);
+            };
+            google::user_quota(
+                app.client(),
+                &account.base_url,
+                access_token,
+                &project,
+                now(),
+            )
+            .await
+        }
+        _ => {
+            let endpoints = app.config().providers.anthropic.clone();
+            oauth::usage(app.client(), &endpoints, access_token, now()).await
         }
     }
 }

@@ -22,13 +22,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::{Credential, ProviderKind};
+use sluice_config::Credential;
 use sluice_scheduler::Timestamp;
 use sluice_store::{OAuthTokens, SaveOutcome, Store, StoreId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::oauth::{self, TokenError};
+use super::oauth::{self, TokenError, TokenServer};
 use crate::state::{AppState, UpstreamAccount, now};
 
 /// What a refresh came to.
@@ -164,7 +164,9 @@ fn preflight(
     if app.accounts().store().is_none() {
         return Err(RefreshError::NoStore);
     }
-    if account.origin.store_id.is_none() {
+    if account.origin.store_id.is_none()
+        || TokenServer::of(&app.config(), account.provider).is_none()
+    {
         return Err(RefreshError::NotRefreshable);
     }
     let state = account.auth.state();
@@ -212,13 +214,14 @@ async fn run(app: &AppState, account: &Arc<UpstreamAccount>, trigger: Trigger) -
         return Err(error);
     }
     tracing::debug!(account = %account.name, ?trigger, "refreshing the access token");
-    let endpoints = match account.provider {
-        ProviderKind::Anthropic => app.config().providers.anthropic.clone(),
+    let Some(server) = TokenServer::of(&app.config(), account.provider) else {
+        let _ = blocking(&store, move |s| s.settle_refresh(store_id, generation)).await;
+        return Err(RefreshError::NotRefreshable);
     };
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     let answer = loop {
-        match oauth::refresh(app.client(), &endpoints, refresh_token).await {
+        match oauth::refresh_with(app.client(), &server, refresh_token).await {
             Err(TokenError::Unreached) if attempt < CONNECT_ATTEMPTS => {
                 // Nothing was sent: the token is as good as before.
                 tokio::time::sleep(delay).await;
@@ -230,7 +233,11 @@ async fn run(app: &AppState, account: &Arc<UpstreamAccount>, trigger: Trigger) -
     };
     match answer {
         Ok(grant) => {
-            let tokens = grant.into_tokens(now(), Some(refresh_token));
+            let mut tokens = grant.into_tokens(now(), Some(refresh_token));
+            // A grant without `expires_in` may still carry the expiry in a JWT access token.
+            if tokens.expires_at_ms.is_none() {
+                tokens.expires_at_ms = super::chatgpt::token_expiry_ms(&tokens.access_token);
+            }
             commit(app, account, &store, store_id, generation, tokens).await
         }
         Err(TokenError::Dead { code }) => {

@@ -25,7 +25,8 @@ use sluice_store::{
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{AccountAuth, AccountOrigin};
-use crate::state::{AppState, Directory, UpstreamAccount, base_url, now};
+use crate::provider::{Provider, UpstreamIdentity, adapter_for};
+use crate::state::{AppState, Directory, UpstreamAccount, base_url, identity_of, now};
 
 /// How often the store watcher looks for changes made by other processes.
 pub(crate) const STORE_POLL: Duration = Duration::from_secs(1);
@@ -36,6 +37,8 @@ pub(crate) struct DesiredAccount {
     provider: ProviderKind,
     base_url: url::Url,
     credential: Credential,
+    identity: UpstreamIdentity,
+    adapter: Option<Arc<dyn Provider>>,
     priority: i32,
     weight: u32,
     enabled: bool,
@@ -121,13 +124,21 @@ pub(crate) fn desired(config: &Config, rows: &[StoredAccount]) -> Vec<DesiredAcc
             tracing::warn!(account = %row.name, provider = %row.provider, "skipping an account of a provider this sluice does not know");
             continue;
         };
+        let credential = credential_of(&row.credential);
         accounts.push(DesiredAccount {
             name: row.name.clone(),
             provider,
-            base_url: match provider {
-                ProviderKind::Anthropic => config.providers.anthropic.base_url.clone(),
+            base_url: config
+                .providers
+                .base_url_for(provider, credential.kind())
+                .clone(),
+            credential,
+            identity: UpstreamIdentity {
+                chatgpt_account_id: row.profile.upstream_account.clone(),
+                project: row.profile.project.clone(),
             },
-            credential: credential_of(&row.credential),
+            // Command-line accounts are never third parties: those live in the config file.
+            adapter: None,
             priority: row.priority,
             weight: row.weight,
             enabled: row.enabled,
@@ -162,6 +173,8 @@ fn from_config(config: &Config, account: &AccountConfig, rows: &[StoredAccount])
         provider: account.provider,
         base_url: base_url(config, account),
         credential: account.credential.clone(),
+        identity: identity_of(&account.options),
+        adapter: adapter_for(account.provider, &account.options),
         priority: account.priority,
         weight: account.weight,
         enabled: account.enabled,
@@ -174,6 +187,10 @@ fn from_config(config: &Config, account: &AccountConfig, rows: &[StoredAccount])
     };
     if let Some(row) = stored {
         desired.credential = credential_of(&row.credential);
+        // A project the file does not name may have been discovered and remembered.
+        if desired.identity.project.is_none() {
+            desired.identity.project.clone_from(&row.profile.project);
+        }
         desired.origin = AccountOrigin {
             source: Origin::Config,
             store_id: Some(row.id),
@@ -223,7 +240,7 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
     for wanted in desired {
         let pool = app.pool(wanted.provider);
         let unclaimed = |u: &&Arc<UpstreamAccount>| {
-            u.provider == wanted.provider && !kept.contains(&(u.provider, u.id))
+            u.pool() == wanted.provider.pool() && !kept.contains(&(u.pool(), u.id))
         };
         let existing = old
             .iter()
@@ -244,7 +261,7 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
             match removal {
                 Ok(_) | Err(RemoveError::Unknown) => {
                     if let Some(current) = &existing {
-                        kept.insert((current.provider, current.id));
+                        kept.insert((current.pool(), current.id));
                     }
                     report.deleted.push((store_id, wanted.name));
                     continue;
@@ -258,9 +275,9 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
         }
 
         let spec = wanted.spec();
-        let (id, credential, auth) = match existing {
+        let (id, credential, identity, auth) = match existing {
             Some(current) => {
-                kept.insert((current.provider, current.id));
+                kept.insert((current.pool(), current.id));
                 if current.name != wanted.name
                     && !pool.with(|p| p.rename_account(current.id, wanted.name.clone()))
                 {
@@ -290,7 +307,23 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
                         s.relogin_reason = wanted.relogin_reason.clone();
                     });
                 }
-                (current.id, current.credential.clone(), current.auth.clone())
+                // What the store or the file says wins; a project discovered since the
+                // last read (and not saved yet) is kept.
+                let mut identity = wanted.identity.clone();
+                if identity.project.is_none() {
+                    identity
+                        .project
+                        .clone_from(&current.identity.load().project);
+                }
+                if **current.identity.load() != identity {
+                    current.identity.store(Arc::new(identity));
+                }
+                (
+                    current.id,
+                    current.credential.clone(),
+                    current.identity.clone(),
+                    current.auth.clone(),
+                )
             }
             None => {
                 let id = pool.with(|p| p.upsert_account(spec));
@@ -303,7 +336,12 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
                 // A slot left behind by an earlier removal of the same name is reused.
                 pool.with(|p| p.credential_changed(id));
                 report.added.push(wanted.name.clone());
-                (id, Arc::new(ArcSwap::from_pointee(wanted.credential)), auth)
+                (
+                    id,
+                    Arc::new(ArcSwap::from_pointee(wanted.credential)),
+                    Arc::new(ArcSwap::from_pointee(wanted.identity)),
+                    auth,
+                )
             }
         };
         if auth.state().needs_relogin
@@ -317,14 +355,15 @@ pub(crate) fn apply(app: &AppState, desired: Vec<DesiredAccount>) -> ApplyReport
             provider: wanted.provider,
             base_url: wanted.base_url,
             credential,
+            identity,
+            adapter: wanted.adapter,
             origin: wanted.origin,
             auth,
         }));
     }
 
-    let live: HashSet<(ProviderKind, AccountId)> =
-        next.iter().map(|a| (a.provider, a.id)).collect();
-    for leaving in old.iter().filter(|u| !kept.contains(&(u.provider, u.id))) {
+    let live: HashSet<(ProviderKind, AccountId)> = next.iter().map(|a| (a.pool(), a.id)).collect();
+    for leaving in old.iter().filter(|u| !kept.contains(&(u.pool(), u.id))) {
         report.removed.push(leaving.name.clone());
     }
     // Every pool slot no account refers to any more leaves now, or as soon as it is idle.
@@ -561,6 +600,8 @@ mod tests {
                 refresh_token: Some(Secret::from("r")),
                 expires_at_ms: None,
             },
+            identity: UpstreamIdentity::default(),
+            adapter: None,
             priority: 0,
             weight: 1,
             enabled: true,

@@ -18,7 +18,10 @@ use sluice_scheduler::headers::{parse_anthropic_headers, parse_retry_after};
 use sluice_scheduler::weight::request_weight;
 use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp};
 
-use super::{Provider, RequestFacts, Route, RouteKind, StreamReport, forwardable_request_headers};
+use super::{
+    ClientRequest, Eligibility, Provider, RequestFacts, RouteKind, StreamReport,
+    forwardable_request_headers,
+};
 use crate::error::{ErrorKind, ProxyError};
 
 /// The beta flag a subscription (OAuth) token needs on every call.
@@ -29,16 +32,14 @@ const SESSION_HEADERS: [&str; 2] = ["x-sluice-session", "x-claude-code-session-i
 
 pub struct Anthropic;
 
-pub(crate) fn route(method: &Method, path: &str) -> Option<Route> {
-    let kind = match path {
+/// The kind of an Anthropic API request: `/v1/messages`, the client's own token refresh,
+/// and every other `/v1/` path as an auxiliary call.
+pub(crate) fn route(method: &Method, path: &str) -> Option<RouteKind> {
+    Some(match path {
         "/v1/messages" if method == Method::POST => RouteKind::Generate,
         "/v1/oauth/token" => RouteKind::ClientTokenRefresh,
         p if p.starts_with("/v1/") => RouteKind::Auxiliary,
         _ => return None,
-    };
-    Some(Route {
-        provider: ProviderKind::Anthropic,
-        kind,
     })
 }
 
@@ -125,6 +126,16 @@ impl Provider for Anthropic {
             stream: peek.stream,
             model: peek.model.map(Cow::into_owned),
             weight: request_weight(body.len() as u64, peek.max_tokens, peek.thinking),
+        }
+    }
+
+    /// A conversation carrying thinking that Anthropic signed stays on Anthropic accounts:
+    /// a third party cannot verify the signatures and would reject it.
+    fn eligibility(&self, request: &ClientRequest<'_>) -> Eligibility {
+        Eligibility {
+            credential: None,
+            first_party_only: request.method == Method::POST
+                && super::compatible::carries_anthropic_signatures(request.body),
         }
     }
 
@@ -371,7 +382,7 @@ mod tests {
 
     #[test]
     fn routes_by_path() {
-        let r = |m: Method, p: &str| route(&m, p).map(|r| r.kind);
+        let r = |m: Method, p: &str| route(&m, p);
         assert_eq!(r(Method::POST, "/v1/messages"), Some(RouteKind::Generate));
         assert_eq!(
             r(Method::POST, "/v1/messages/count_tokens"),

@@ -19,7 +19,7 @@ use super::anthropic::Anthropic;
 use super::openai::{error_response, keepalive_comment};
 use super::{
     AccountContext, ClientRequest, Provider, RequestFacts, ResponseTranslator, StreamReport,
-    UpstreamRequest, session_header,
+    TranslatedRequest, UpstreamRequest, forwardable_request_headers, session_header,
 };
 use crate::error::ProxyError;
 use crate::translate::{
@@ -114,6 +114,34 @@ impl Provider for ClaudeChat {
             headers: self.upstream_headers(request.headers, account.credential),
             body: Bytes::from(messages.to_string()),
         })
+    }
+
+    /// The Messages request, for a third-party account whose adapter adds its own
+    /// credential and model names.
+    fn upstream_form(
+        &self,
+        request: &ClientRequest<'_>,
+    ) -> Result<Option<TranslatedRequest>, ProxyError> {
+        let messages = chat_to_messages(request.body, &self.options)?;
+        let mut headers = forwardable_request_headers(request.headers);
+        for name in ["openai-organization", "openai-project", "openai-beta"] {
+            headers.remove(name);
+        }
+        if !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                http::HeaderValue::from_static("2023-06-01"),
+            );
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(Some(TranslatedRequest {
+            path_and_query: MESSAGES_PATH.to_owned(),
+            headers,
+            body: Bytes::from(messages.to_string()),
+        }))
     }
 
     fn response_translator(

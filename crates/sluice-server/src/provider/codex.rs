@@ -40,8 +40,8 @@ use super::openai::{
 };
 use super::signals::{epoch, percent_fraction};
 use super::{
-    AccountContext, ClientRequest, LocalAnswer, LocalRequest, Provider, RequestFacts, RouteKind,
-    StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
+    AccountContext, ClientRequest, LocalAnswer, LocalRequest, Opening, Provider, RequestFacts,
+    RouteKind, StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
 
@@ -244,6 +244,12 @@ impl Provider for Codex {
 
     fn observe_event(&self, event: &str, data: &[u8], report: &mut StreamReport) {
         observe_responses_event(event, data, report);
+    }
+
+    /// `response.created` and `response.in_progress` come before anything can fail; a
+    /// quota refusal arrives as `response.failed` after them.
+    fn opening_event(&self, event: &str, data: &[u8]) -> Opening {
+        super::openai::responses_opening(event, data)
     }
 
     fn observe_body(&self, body: &[u8], report: &mut StreamReport) {
@@ -502,7 +508,7 @@ mod tests {
     use super::*;
     use crate::provider::UpstreamIdentity;
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::Codex exists
+    const POOL: ProviderKind = ProviderKind::Codex;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

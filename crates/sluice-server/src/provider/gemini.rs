@@ -38,8 +38,8 @@ use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp, To
 
 use super::signals::{next_pacific_midnight, parse_duration};
 use super::{
-    AccountContext, ClientRequest, Provider, RequestFacts, ResponseTranslator, RouteKind,
-    StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
+    AccountContext, ClientRequest, Eligibility, Provider, RequestFacts, ResponseTranslator,
+    RouteKind, StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
 
@@ -259,6 +259,14 @@ impl Provider for Gemini {
                     weight: 1,
                 }
             }
+        }
+    }
+
+    /// Each dialect has its own kind of account: Code Assist Google logins, the API keys.
+    fn eligibility(&self, _request: &ClientRequest<'_>) -> Eligibility {
+        Eligibility {
+            credential: Some(self.dialect.credential_kind()),
+            first_party_only: false,
         }
     }
 
@@ -544,6 +552,12 @@ pub fn pool_project_answer(body: &[u8]) -> Bytes {
     }
     if let Some(slot) = value.get_mut("cloudaicompanionProject") {
         rewrite(slot);
+    } else if value.get("currentTier").is_some()
+        && let Some(map) = value.as_object_mut()
+    {
+        // A tier whose project the user is meant to name (GOOGLE_CLOUD_PROJECT): sluice names
+        // each account's own in every request, so the CLI needs none of its own.
+        map.insert("cloudaicompanionProject".into(), json!(POOL_PROJECT));
     }
     if let Some(slot) = value.pointer_mut("/response/cloudaicompanionProject") {
         rewrite(slot);
@@ -856,7 +870,7 @@ mod tests {
     use super::*;
     use crate::provider::UpstreamIdentity;
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::Gemini exists
+    const POOL: ProviderKind = ProviderKind::Gemini;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     struct Captured {
@@ -1225,6 +1239,14 @@ mod tests {
         let mut translator = gemini.response_translator(&load_request).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&translator.on_body(load)).unwrap();
         assert_eq!(value["cloudaicompanionProject"], POOL_PROJECT);
+        let user_defined =
+            br#"{"currentTier":{"id":"standard-tier","userDefinedCloudaicompanionProject":true}}"#;
+        let value: serde_json::Value =
+            serde_json::from_slice(&translator.on_body(user_defined)).unwrap();
+        assert_eq!(
+            value["cloudaicompanionProject"], POOL_PROJECT,
+            "the CLI is never asked for a project of its own"
+        );
         let stream_request = ClientRequest {
             path_and_query: "/v1internal:streamGenerateContent?alt=sse",
             ..load_request

@@ -6,10 +6,12 @@
 //! body), what a response says about quota and failure, how usage appears in its stream,
 //! which requests sluice answers itself, and how its errors look.
 //!
-//! `anthropic` is wired into [`route`]; `codex`, `gemini`, `openai` and `compatible` are
-//! complete providers waiting for their pools and routes (ARCHITECTURE.md lists the
-//! integration points). Every method added for them has a default that keeps the Anthropic
-//! provider behaving exactly as before.
+//! [`routing`] decides which provider a request belongs to (by path, by the client for
+//! paths Codex shares, by model for Chat Completions); [`Providers`] holds one object per
+//! dialect. A route names both the pool and the provider object, since one pool is spoken
+//! to in several dialects (the Anthropic pool through Messages and Chat Completions,
+//! Gemini's through Code Assist and the Gemini API). An account whose upstream differs from
+//! its pool's (an Anthropic-compatible third party) carries its own adapter.
 
 pub mod anthropic;
 pub mod claude_chat;
@@ -17,13 +19,15 @@ pub mod codex;
 pub mod compatible;
 pub mod gemini;
 pub mod openai;
+pub mod routing;
 mod signals;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
-use sluice_config::{Credential, ProviderKind};
+use sluice_config::{Config, Credential, CredentialKind, ProviderKind};
 use sluice_scheduler::{
     ConversationKey, Outcome, PoolSnapshot, QuotaObservation, Timestamp, TokenTotals,
 };
@@ -47,16 +51,76 @@ pub enum RouteKind {
     Local,
 }
 
-/// Where a request goes: which provider's pool, and what kind of call it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a request goes: the pool it is placed in, what kind of call it is, and the
+/// provider that speaks the client's dialect (inspection, errors, keepalives, translation).
+#[derive(Clone)]
 pub struct Route {
-    pub provider: ProviderKind,
+    pub pool: ProviderKind,
     pub kind: RouteKind,
+    pub provider: Arc<dyn Provider>,
 }
 
-/// Decide the provider and kind of a request from its method and path.
-pub fn route(method: &Method, path: &str) -> Option<Route> {
-    anthropic::route(method, path)
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("pool", &self.pool)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which of a pool's accounts may serve a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Eligibility {
+    /// Only accounts with this kind of credential (Gemini: Code Assist needs a Google
+    /// login, the Gemini API a key).
+    pub credential: Option<CredentialKind>,
+    /// Only the pool's own provider, never an Anthropic-compatible third party: the
+    /// conversation carries thinking that Anthropic signed, which a third party rejects.
+    pub first_party_only: bool,
+}
+
+impl Eligibility {
+    /// Whether an account of `provider` authenticating with `credential` may serve.
+    pub fn admits(&self, provider: ProviderKind, credential: CredentialKind) -> bool {
+        self.credential.is_none_or(|wanted| wanted == credential)
+            && !(self.first_party_only && provider != provider.pool())
+    }
+
+    /// Why an account was left out, in words for an error message.
+    pub fn describe(&self) -> &'static str {
+        match (self.credential, self.first_party_only) {
+            (Some(CredentialKind::OAuth), _) => {
+                "this API needs a Google-login account (Code Assist); the pool has only API keys"
+            }
+            (Some(CredentialKind::ApiKey), _) => {
+                "this API needs an API-key account (the Gemini API); the pool has only Google logins"
+            }
+            (None, true) => {
+                "the conversation carries Anthropic-signed thinking, which only Anthropic accounts accept"
+            }
+            (None, false) => "no account of the pool may serve it",
+        }
+    }
+}
+
+/// What the first events of a stream say about committing to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// The stream failed before producing anything: fail over.
+    Failed(Outcome),
+    /// Bookkeeping that says nothing yet (Responses' `response.created`): look at the next.
+    Preamble,
+    /// Real output, or anything else: commit to this stream.
+    Content,
+}
+
+/// A request rewritten into the upstream API's own terms (see [`Provider::upstream_form`]).
+#[derive(Clone, Debug)]
+pub struct TranslatedRequest {
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 /// What the proxy learns from a request before choosing an account.
@@ -223,6 +287,35 @@ pub trait Provider: Send + Sync + 'static {
         })
     }
 
+    /// Which of the pool's accounts may serve `request`.
+    fn eligibility(&self, request: &ClientRequest<'_>) -> Eligibility {
+        let _ = request;
+        Eligibility::default()
+    }
+
+    /// The request in the upstream API's own terms, for accounts whose upstream request an
+    /// adapter builds (an Anthropic-compatible third party behind the Chat Completions
+    /// bridge). `None`: the client's request already is in those terms.
+    fn upstream_form(
+        &self,
+        request: &ClientRequest<'_>,
+    ) -> Result<Option<TranslatedRequest>, ProxyError> {
+        let _ = request;
+        Ok(None)
+    }
+
+    /// Whether an early event of a successful stream means it failed after all (Codex's
+    /// `response.failed`, a Gemini error chunk, an Anthropic `error` event), is bookkeeping
+    /// to read past, or is output to commit to.
+    fn opening_event(&self, event: &str, data: &[u8]) -> Opening {
+        let mut report = StreamReport::default();
+        self.observe_event(event, data, &mut report);
+        match report.error {
+            Some(outcome) => Opening::Failed(outcome),
+            None => Opening::Content,
+        }
+    }
+
     /// Answer a [`RouteKind::Local`] request without an upstream. `None`: not a request
     /// this provider answers (the proxy answers 404 in the provider's error shape).
     fn answer_locally(&self, request: &LocalRequest<'_>) -> Option<LocalAnswer> {
@@ -278,26 +371,97 @@ pub trait Provider: Send + Sync + 'static {
     fn keepalive_event(&self) -> Bytes;
 }
 
-/// The providers this build knows, by kind.
-#[derive(Clone)]
+/// One provider object per dialect sluice speaks.
 pub struct Providers {
     anthropic: Arc<dyn Provider>,
+    claude_chat: ArcSwap<claude_chat::ClaudeChat>,
+    codex: Arc<dyn Provider>,
+    gemini_code_assist: Arc<dyn Provider>,
+    gemini_api: Arc<dyn Provider>,
+    openai: Arc<dyn Provider>,
 }
 
 impl Default for Providers {
     fn default() -> Self {
-        Providers {
-            anthropic: Arc::new(anthropic::Anthropic),
-        }
+        Providers::new(&Config::default())
     }
 }
 
 impl Providers {
-    pub fn get(&self, kind: ProviderKind) -> &Arc<dyn Provider> {
-        match kind {
-            ProviderKind::Anthropic => &self.anthropic,
+    pub fn new(config: &Config) -> Self {
+        Providers {
+            anthropic: Arc::new(anthropic::Anthropic),
+            claude_chat: ArcSwap::from_pointee(chat_bridge(config)),
+            codex: Arc::new(codex::Codex::new(ProviderKind::Codex)),
+            gemini_code_assist: Arc::new(gemini::Gemini::new(
+                ProviderKind::Gemini,
+                gemini::Dialect::CodeAssist,
+            )),
+            gemini_api: Arc::new(gemini::Gemini::new(
+                ProviderKind::Gemini,
+                gemini::Dialect::Api,
+            )),
+            openai: Arc::new(openai::OpenAI::new(ProviderKind::OpenAI)),
         }
     }
+
+    /// Take the settings of a reloaded configuration.
+    pub fn configure(&self, config: &Config) {
+        self.claude_chat.store(Arc::new(chat_bridge(config)));
+    }
+
+    /// The provider a pool's own errors are shown in (for requests that reach no route of
+    /// their own): the pool's native dialect.
+    pub fn get(&self, kind: ProviderKind) -> &Arc<dyn Provider> {
+        match kind.pool() {
+            ProviderKind::Codex => &self.codex,
+            ProviderKind::Gemini => &self.gemini_code_assist,
+            ProviderKind::OpenAI => &self.openai,
+            _ => &self.anthropic,
+        }
+    }
+
+    /// Chat Completions clients naming a Claude model.
+    pub fn claude_chat(&self) -> Arc<dyn Provider> {
+        self.claude_chat.load_full()
+    }
+
+    /// Gemini in one dialect.
+    pub fn gemini(&self, dialect: gemini::Dialect) -> &Arc<dyn Provider> {
+        match dialect {
+            gemini::Dialect::CodeAssist => &self.gemini_code_assist,
+            gemini::Dialect::Api => &self.gemini_api,
+        }
+    }
+}
+
+fn chat_bridge(config: &Config) -> claude_chat::ClaudeChat {
+    claude_chat::ClaudeChat::new(
+        ProviderKind::Anthropic,
+        crate::translate::RequestOptions {
+            default_max_tokens: config.providers.anthropic.chat_default_max_tokens,
+        },
+    )
+}
+
+/// The adapter that builds an account's upstream requests when the account's provider is
+/// not its pool's own: an Anthropic-compatible third party, with its auth style and model
+/// map. `None` for every other account.
+pub fn adapter_for(
+    provider: ProviderKind,
+    options: &sluice_config::AccountOptions,
+) -> Option<Arc<dyn Provider>> {
+    (provider == ProviderKind::AnthropicCompatible).then(|| {
+        let auth = match options.auth {
+            sluice_config::AuthStyle::XApiKey => compatible::AuthStyle::XApiKey,
+            sluice_config::AuthStyle::Bearer => compatible::AuthStyle::Bearer,
+        };
+        Arc::new(compatible::AnthropicCompatible::new(
+            ProviderKind::Anthropic,
+            auth,
+            compatible::ModelMap::new(options.model_map.iter().cloned()),
+        )) as Arc<dyn Provider>
+    })
 }
 
 /// Request headers that describe one connection, not the message, and never travel on.
@@ -333,7 +497,12 @@ pub(crate) fn forwardable_request_headers(client: &HeaderMap) -> HeaderMap {
         if is_hop_by_hop(n)
             || matches!(
                 n,
-                "host" | "content-length" | "x-api-key" | "authorization" | "accept-encoding"
+                "host"
+                    | "content-length"
+                    | "x-api-key"
+                    | "x-goog-api-key"
+                    | "authorization"
+                    | "accept-encoding"
             )
             || n.starts_with("x-sluice-")
             || connection_listed.iter().any(|c| c == n)

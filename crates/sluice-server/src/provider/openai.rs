@@ -22,7 +22,8 @@ use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp, To
 
 use super::signals::parse_duration;
 use super::{
-    Provider, RequestFacts, RouteKind, StreamReport, forwardable_request_headers, session_header,
+    Opening, Provider, RequestFacts, RouteKind, StreamReport, forwardable_request_headers,
+    session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
 
@@ -131,6 +132,10 @@ impl Provider for OpenAI {
         }
     }
 
+    fn opening_event(&self, event: &str, data: &[u8]) -> Opening {
+        responses_opening(event, data)
+    }
+
     fn observe_body(&self, body: &[u8], report: &mut StreamReport) {
         observe_openai_body(body, report);
     }
@@ -150,6 +155,24 @@ impl Provider for OpenAI {
 
     fn keepalive_event(&self) -> Bytes {
         keepalive_comment()
+    }
+}
+
+/// How an early Responses (or Chat Completions) event bears on committing to a stream:
+/// `response.created` and `response.in_progress` are bookkeeping sent before the upstream
+/// can fail, so the decision waits for the next event.
+pub(crate) fn responses_opening(event: &str, data: &[u8]) -> Opening {
+    if matches!(event, "response.created" | "response.in_progress") {
+        return Opening::Preamble;
+    }
+    let mut report = StreamReport::default();
+    match event {
+        "message" => observe_chat_chunk(data, &mut report),
+        _ => observe_responses_event(event, data, &mut report),
+    }
+    match report.error {
+        Some(outcome) => Opening::Failed(outcome),
+        None => Opening::Content,
     }
 }
 
@@ -507,7 +530,7 @@ mod tests {
     use super::*;
     use crate::provider::{AccountContext, ClientRequest, UpstreamIdentity};
 
-    const POOL: ProviderKind = ProviderKind::Anthropic; // stand-in until ProviderKind::OpenAI exists
+    const POOL: ProviderKind = ProviderKind::OpenAI;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

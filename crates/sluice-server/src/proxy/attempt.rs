@@ -2,11 +2,19 @@
 //! byte reaches the client, try another account.
 //!
 //! Everything that can still be retried happens here, before the response is committed:
-//! connect errors, timeouts, 429/529/5xx/401/403 statuses, and an `error` event arriving as
-//! the very first event of a stream. A subscription whose access token has expired is
-//! refreshed before it is sent; one whose token the upstream refuses (401) gets one forced
-//! refresh and a second try on the same account before the account is failed. Once [`Delivery::Stream`] is handed out the request
-//! belongs to the client and is never retried.
+//! connect errors, timeouts, 429/529/5xx/401/403 statuses, and a stream whose opening events
+//! the provider reads as a failure (an Anthropic `error` event, Codex's `response.failed`
+//! after its `response.created`, a Gemini error chunk). A subscription whose access token has
+//! expired is refreshed before it is sent; one whose token the upstream refuses (401) gets
+//! one forced refresh and a second try on the same account before the account is failed.
+//! Once [`Delivery::Stream`] is handed out the request belongs to the client and is never
+//! retried.
+//!
+//! Only the accounts the route's provider admits are tried (a Gemini dialect's kind of
+//! credential; never a third party for a conversation carrying Anthropic-signed thinking).
+//! The upstream request is built by the route's provider, or by the account's adapter for a
+//! third party (from the request in Messages terms when the client spoke Chat Completions);
+//! quota and failures are read by whichever built it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,15 +31,20 @@ use super::lease::LeaseGuard;
 use super::log::{RequestRecord, outcome_name};
 use super::queue::QueuePlace;
 use super::sse::SseFramer;
-use crate::accounts::refresh;
+use crate::accounts::{refresh, setup};
 use crate::error::{ErrorKind, ProxyError};
-use crate::provider::{Provider, RequestFacts, RouteKind, StreamReport};
-use crate::state::{AppState, PoolHandle, now};
+use crate::provider::{
+    AccountContext, ClientRequest, Eligibility, Opening, Provider, RequestFacts,
+    ResponseTranslator, Route, RouteKind, UpstreamRequest,
+};
+use crate::state::{AppState, PoolHandle, UpstreamAccount, now};
 
 /// Largest upstream error body read to classify a failure.
 const MAX_ERROR_BODY: usize = 256 << 10;
-/// Largest first event read to check whether a stream opened with an error.
-const MAX_FIRST_EVENT: usize = 64 << 10;
+/// Largest opening of a stream read to decide whether it failed before producing anything.
+const MAX_OPENING: usize = 64 << 10;
+/// Most bookkeeping events (`response.created`, …) read past before committing anyway.
+const MAX_PREAMBLE_EVENTS: usize = 8;
 
 /// A response that failed (or a refusal of sluice's own), ready to be shown to the client.
 pub enum Failure {
@@ -73,8 +86,10 @@ enum Attempt {
 /// One client request on its way through the pool.
 pub struct Exchange {
     pub app: AppState,
+    /// The provider speaking the client's dialect.
     pub provider: Arc<dyn Provider>,
     pub pool: Arc<PoolHandle>,
+    pub pool_kind: ProviderKind,
     pub route_kind: RouteKind,
     pub method: Method,
     pub path_and_query: String,
@@ -82,6 +97,9 @@ pub struct Exchange {
     pub body: Bytes,
     pub facts: RequestFacts,
     pub record: RequestRecord,
+    /// Rewrites the response for a client that speaks another API than the upstream.
+    pub translator: Option<Box<dyn ResponseTranslator>>,
+    eligibility: Eligibility,
     excluded: Vec<AccountId>,
     tries: Vec<(AccountId, u32)>,
     last_failure: Option<Failure>,
@@ -94,8 +112,7 @@ impl Exchange {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         app: AppState,
-        provider: Arc<dyn Provider>,
-        route_kind: RouteKind,
+        route: &Route,
         method: Method,
         path_and_query: String,
         client_headers: HeaderMap,
@@ -103,22 +120,39 @@ impl Exchange {
         facts: RequestFacts,
         record: RequestRecord,
     ) -> Self {
-        let kind: ProviderKind = provider.kind();
-        let pool = app.pool(kind).clone();
+        let pool = app.pool(route.pool).clone();
         let hold_deadline = tokio::time::Instant::now() + app.config().queue.max_wait;
         let place = QueuePlace::new(pool.clone());
+        let client = ClientRequest {
+            method: &method,
+            path_and_query: &path_and_query,
+            headers: &client_headers,
+            body: &body,
+        };
+        let eligibility = route.provider.eligibility(&client);
+        let translator = route.provider.response_translator(&client);
+        // Accounts that may not serve this request are left out from the start.
+        let excluded: Vec<AccountId> = app
+            .directory()
+            .iter()
+            .filter(|a| a.pool() == route.pool && !admits(&eligibility, a))
+            .map(|a| a.id)
+            .collect();
         Exchange {
             app,
-            provider,
+            provider: route.provider.clone(),
             pool,
-            route_kind,
+            pool_kind: route.pool,
+            route_kind: route.kind,
             method,
             path_and_query,
             client_headers,
             body,
             facts,
             record,
-            excluded: Vec::new(),
+            translator,
+            eligibility,
+            excluded,
             tries: Vec::new(),
             last_failure: None,
             hold_deadline,
@@ -144,6 +178,21 @@ impl Exchange {
             };
             (max, config.retry.attempts_per_account.max(1))
         };
+        if !self.excluded.is_empty()
+            && self
+                .pool
+                .with(|p| p.ids().all(|id| self.excluded.contains(&id)))
+        {
+            // Every account of the pool is of a kind this request cannot use.
+            return Ok(Delivery::Failure(Failure::Own(ProxyError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "no {} account can serve this request: {}",
+                    self.pool_kind,
+                    self.eligibility.describe()
+                ),
+            ))));
+        }
         let pool = self.pool.clone();
         loop {
             let changed = pool.changed.notified();
@@ -254,7 +303,7 @@ impl Exchange {
         {
             return failure;
         }
-        let provider = self.provider.kind();
+        let provider = self.pool_kind;
         Failure::Own(match reason {
             Unavailable::NoAccounts => ProxyError::new(
                 ErrorKind::Unavailable,
@@ -298,14 +347,29 @@ impl Exchange {
         let mut guard = LeaseGuard::new(self.pool.clone(), lease);
         let account_id = guard.lease().map(|l| l.account);
         let account =
-            account_id.and_then(|id| self.app.directory().get(self.provider.kind(), id).cloned());
+            account_id.and_then(|id| self.app.directory().get(self.pool_kind, id).cloned());
         let Some(account) = account else {
             // Removed between decision and send; let the loop pick again.
             let failure = Failure::Own(ProxyError::new(ErrorKind::Upstream, "account removed"));
             guard.finish(Outcome::Neutral);
             return Attempt::Failover(failure, Outcome::Neutral);
         };
+        if !admits(&self.eligibility, &account) {
+            // Joined (or changed) after the request arrived: not for this request.
+            self.excluded.push(account.id);
+            let failure = Failure::Own(ProxyError::new(
+                ErrorKind::Unavailable,
+                self.eligibility.describe(),
+            ));
+            guard.finish(Outcome::Neutral);
+            return Attempt::Failover(failure, Outcome::Neutral);
+        }
         self.record.account = Some(account.name.clone());
+        // The provider that built the upstream request reads its answer.
+        let upstream_side = account
+            .adapter
+            .clone()
+            .unwrap_or_else(|| self.provider.clone());
 
         let (response_timeout, idle_timeout) = {
             let config = self.app.config();
@@ -331,18 +395,34 @@ impl Exchange {
                 ));
                 return Attempt::Failover(failure, Outcome::AuthRejected { status: 401 });
             }
-            let headers = self
-                .provider
-                .upstream_headers(&self.client_headers, &credential);
-            let url = self
-                .provider
-                .upstream_url(&account.base_url, &self.path_and_query);
+            if let Err(not_ready) = setup::ensure_ready(&self.app, &account, &credential).await {
+                guard.finish(not_ready.outcome.clone());
+                let failure = Failure::Own(ProxyError::new(
+                    error_kind_for(&not_ready.outcome),
+                    not_ready.message,
+                ));
+                return Attempt::Failover(failure, not_ready.outcome);
+            }
+            let upstream = match self.build(&account, &credential) {
+                Ok(upstream) => upstream,
+                Err(error) if error.kind == ErrorKind::InvalidRequest => {
+                    // The client's mistake (a request that cannot be translated, say):
+                    // answered as it is, no account is at fault.
+                    guard.finish(Outcome::Neutral);
+                    return Attempt::Passthrough(Failure::Own(error));
+                }
+                Err(error) => {
+                    tracing::warn!(account = %account.name, error = %error.message, "could not build the upstream request");
+                    guard.finish(Outcome::Neutral);
+                    return Attempt::Failover(Failure::Own(error), Outcome::Neutral);
+                }
+            };
             let send = self
                 .app
                 .client()
-                .request(self.method.clone(), url)
-                .headers(headers)
-                .body(self.body.clone())
+                .request(upstream.method, upstream.url)
+                .headers(upstream.headers)
+                .body(upstream.body)
                 .send();
             let response = match tokio::time::timeout(response_timeout, send).await {
                 Err(_) => {
@@ -379,7 +459,7 @@ impl Exchange {
         };
 
         let at = now();
-        let observation = self.provider.observe_quota(response.headers(), at);
+        let observation = upstream_side.observe_quota(response.headers(), at);
         if !observation.is_empty() {
             self.pool
                 .with(|pool| pool.observe_quota(account.id, &observation, at));
@@ -396,10 +476,7 @@ impl Exchange {
                 headers,
                 body: bytes.clone(),
             };
-            return match self
-                .provider
-                .classify_failure(parts.status, &parts.headers, &bytes, at)
-            {
+            return match upstream_side.classify_failure(parts.status, &parts.headers, &bytes, at) {
                 Some(outcome) => {
                     guard.finish(outcome.clone());
                     Attempt::Failover(failure, outcome)
@@ -412,8 +489,20 @@ impl Exchange {
         }
 
         let sse = is_event_stream(&parts.headers);
+        if let Some(translator) = self.translator.as_ref() {
+            // The body is rewritten: its length is no longer the upstream's.
+            headers.remove(http::header::CONTENT_LENGTH);
+            if let Some(content_type) = translator.content_type(sse) {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type),
+                );
+            }
+        }
         if !sse {
-            let watch = if self.route_kind == RouteKind::Generate && is_json(&parts.headers) {
+            let watch = if self.translator.is_some() {
+                Watch::Whole(Vec::new())
+            } else if self.route_kind == RouteKind::Generate && is_json(&parts.headers) {
                 Watch::Json(Vec::new())
             } else {
                 Watch::Opaque
@@ -431,8 +520,8 @@ impl Exchange {
 
         // A stream: its body will be reframed, so its length is no longer the upstream's.
         headers.remove(http::header::CONTENT_LENGTH);
-        let first = match tokio::time::timeout(idle_timeout, body.frame()).await {
-            Err(_) => {
+        let first = match read_opening(upstream_side.as_ref(), &mut body, idle_timeout).await {
+            Opened::Silent => {
                 return transport_failure(
                     guard,
                     Outcome::Timeout,
@@ -440,7 +529,7 @@ impl Exchange {
                     "the upstream stream never started",
                 );
             }
-            Ok(Some(Err(_))) => {
+            Opened::Broken => {
                 return transport_failure(
                     guard,
                     Outcome::StreamBroken,
@@ -448,32 +537,16 @@ impl Exchange {
                     "the upstream stream broke before its first event",
                 );
             }
-            Ok(None) => None,
-            Ok(Some(Ok(frame))) => frame.into_data().ok(),
-        };
-        if let Some(chunk) = first.as_ref().filter(|c| starts_with_error_event(c)) {
-            let event = read_first_event(chunk.clone(), &mut body, idle_timeout).await;
-            let mut report = StreamReport::default();
-            SseFramer::default().push(event, |e| {
-                self.provider.observe_event(e.name, &e.data, &mut report)
-            });
-            if let Some(outcome) = report.error {
+            Opened::Failed(outcome) => {
                 let error = ProxyError::new(
                     error_kind_for(&outcome),
                     "the upstream failed before answering",
                 );
-                let (status, headers, body) = self.provider.error_response(&error);
                 guard.finish(outcome.clone());
-                return Attempt::Failover(
-                    Failure::Upstream {
-                        status,
-                        headers,
-                        body,
-                    },
-                    outcome,
-                );
+                return Attempt::Failover(Failure::Own(error), outcome);
             }
-        }
+            Opened::Committed(first) => first,
+        };
         guard.accepted();
         Attempt::Deliver(Ready {
             status: parts.status,
@@ -484,6 +557,99 @@ impl Exchange {
             lease: guard,
         })
     }
+
+    /// The upstream request for `account`: built by the route's provider, or by the
+    /// account's adapter (from the request in the upstream API's terms).
+    fn build(
+        &self,
+        account: &UpstreamAccount,
+        credential: &sluice_config::Credential,
+    ) -> Result<UpstreamRequest, ProxyError> {
+        let identity = account.identity.load();
+        let context = AccountContext {
+            base_url: &account.base_url,
+            credential,
+            identity: &identity,
+        };
+        let client = ClientRequest {
+            method: &self.method,
+            path_and_query: &self.path_and_query,
+            headers: &self.client_headers,
+            body: &self.body,
+        };
+        let Some(adapter) = &account.adapter else {
+            return self.provider.upstream_request(&client, &context);
+        };
+        match self.provider.upstream_form(&client)? {
+            None => adapter.upstream_request(&client, &context),
+            Some(translated) => adapter.upstream_request(
+                &ClientRequest {
+                    method: &self.method,
+                    path_and_query: &translated.path_and_query,
+                    headers: &translated.headers,
+                    body: &translated.body,
+                },
+                &context,
+            ),
+        }
+    }
+}
+
+/// Whether `account` may serve a request of `eligibility`.
+fn admits(eligibility: &Eligibility, account: &UpstreamAccount) -> bool {
+    eligibility.admits(account.provider, account.credential.load().kind())
+}
+
+/// How a stream opened.
+enum Opened {
+    /// Nothing came within the idle timeout.
+    Silent,
+    /// The connection broke before a whole event arrived.
+    Broken,
+    /// The provider read the opening as a failure.
+    Failed(Outcome),
+    /// Worth committing to; these bytes (whole events and any partial one) go first.
+    Committed(Option<Bytes>),
+}
+
+/// Read a stream's opening until an event the provider calls content (or a failure), past
+/// at most a few bookkeeping events and a bounded number of bytes.
+async fn read_opening(provider: &dyn Provider, body: &mut reqwest::Body, idle: Duration) -> Opened {
+    let mut read = BytesMut::new();
+    let mut framer = SseFramer::default();
+    let mut events = 0;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) if read.is_empty() => return Opened::Silent,
+            Err(_) => break,
+            Ok(None) if read.is_empty() => return Opened::Committed(None),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Opened::Broken,
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        read.extend_from_slice(&frame);
+        let mut verdict = None;
+        framer.push(frame, |event| {
+            if verdict.is_none() {
+                events += 1;
+                match provider.opening_event(event.name, &event.data) {
+                    Opening::Preamble if events < MAX_PREAMBLE_EVENTS => {}
+                    Opening::Failed(outcome) => verdict = Some(Some(outcome)),
+                    Opening::Preamble | Opening::Content => verdict = Some(None),
+                }
+            }
+        });
+        match verdict {
+            Some(Some(outcome)) => return Opened::Failed(outcome),
+            Some(None) => break,
+            None if read.len() >= MAX_OPENING => break,
+            None => {}
+        }
+    }
+    Opened::Committed(Some(read.freeze()))
 }
 
 fn transport_failure(guard: LeaseGuard, outcome: Outcome, account: &str, what: &str) -> Attempt {
@@ -533,33 +699,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"))
-}
-
-fn starts_with_error_event(chunk: &[u8]) -> bool {
-    let trimmed = chunk
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&chunk[..0], |i| &chunk[i..]);
-    trimmed.starts_with(b"event: error") || trimmed.starts_with(b"event:error")
-}
-
-/// Read on until the first event is complete (bounded), starting from `first`.
-async fn read_first_event(first: Bytes, body: &mut reqwest::Body, idle: Duration) -> Bytes {
-    let mut buffer = BytesMut::from(&first[..]);
-    while memchr::memmem::find(&buffer, b"\n\n").is_none() && buffer.len() < MAX_FIRST_EVENT {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
-                }
-            }
-            _ => break,
-        }
-    }
-    if !buffer.ends_with(b"\n\n") {
-        buffer.extend_from_slice(b"\n\n");
-    }
-    buffer.freeze()
 }
 
 /// Read a (small) body completely, up to `max` bytes.

@@ -5,13 +5,17 @@
 //! the body ends — cleanly, broken, silent for too long, or dropped because the client left —
 //! the lease is released with what happened. A stream that breaks after it began is never
 //! retried: the client gets the provider's `error` event and a clean end.
+//!
+//! When the client speaks another API than the upstream, a [`ResponseTranslator`] rewrites
+//! the body on the way: each whole event as it arrives (nothing is held back beyond the event
+//! being completed), or a whole non-streamed body once it is complete.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use sluice_scheduler::Outcome;
 use tokio::time::Sleep;
@@ -20,10 +24,12 @@ use super::lease::LeaseGuard;
 use super::log::RequestRecord;
 use super::sse::SseFramer;
 use crate::error::{ErrorKind, ProxyError};
-use crate::provider::{Provider, StreamReport};
+use crate::provider::{Provider, ResponseTranslator, StreamReport};
 
 /// Largest non-streamed body copied aside to read its usage at the end.
 const MAX_OBSERVED_JSON: usize = 8 << 20;
+/// Largest non-streamed body held to be translated whole.
+const MAX_TRANSLATED_BODY: usize = 32 << 20;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,6 +39,8 @@ pub enum Watch {
     Events(SseFramer),
     /// A JSON body: copied aside (bounded) and read once complete.
     Json(Vec<u8>),
+    /// A body that is translated whole: held (bounded) and rewritten once complete.
+    Whole(Vec<u8>),
     /// Anything else: passed through untouched.
     Opaque,
 }
@@ -50,6 +58,7 @@ pub struct ProxyBody {
     trailer: Option<Bytes>,
     done: bool,
     record: Option<RequestRecord>,
+    translator: Option<Box<dyn ResponseTranslator>>,
     /// The upstream's declared length: hyper stops polling a body once it has sent that many
     /// bytes, so the end must be recognised by count, not by waiting for the upstream's EOF.
     expected_len: Option<u64>,
@@ -83,7 +92,14 @@ impl ProxyBody {
             trailer: None,
             done: false,
             record: Some(record),
+            translator: None,
         }
+    }
+
+    /// Rewrite the body with `translator` (a client speaking another API than the upstream).
+    pub fn translated_by(mut self, translator: Option<Box<dyn ResponseTranslator>>) -> Self {
+        self.translator = translator;
+        self
     }
 
     /// Pass one upstream chunk through the watcher; returns what to forward now.
@@ -95,15 +111,31 @@ impl ProxyBody {
             Watch::Events(framer) => {
                 let provider = &self.provider;
                 let report = &mut self.report;
-                framer.push(chunk, |event| {
-                    provider.observe_event(event.name, &event.data, report)
-                })
+                match self.translator.as_mut() {
+                    None => framer.push(chunk, |event| {
+                        provider.observe_event(event.name, &event.data, report)
+                    }),
+                    Some(translator) => {
+                        let mut out = BytesMut::new();
+                        framer.push(chunk, |event| {
+                            provider.observe_event(event.name, &event.data, report);
+                            translator.on_event(event.name, &event.data, &mut out);
+                        });
+                        (!out.is_empty()).then(|| out.freeze())
+                    }
+                }
             }
             Watch::Json(copy) => {
                 if copy.len() + chunk.len() <= MAX_OBSERVED_JSON {
                     copy.extend_from_slice(&chunk);
                 }
                 Some(chunk)
+            }
+            Watch::Whole(held) => {
+                if held.len() + chunk.len() <= MAX_TRANSLATED_BODY {
+                    held.extend_from_slice(&chunk);
+                }
+                None
             }
             Watch::Opaque => Some(chunk),
         }
@@ -112,11 +144,29 @@ impl ProxyBody {
     /// The upstream ended cleanly.
     fn end(&mut self) -> Option<Bytes> {
         let leftover = match &mut self.watch {
-            Watch::Events(framer) => framer.finish(),
+            Watch::Events(framer) => match self.translator.as_mut() {
+                None => framer.finish(),
+                Some(translator) => {
+                    // A partial last event cannot be translated; what closes the client's
+                    // stream can.
+                    framer.discard();
+                    let mut out = BytesMut::new();
+                    translator.on_end(&mut out);
+                    (!out.is_empty()).then(|| out.freeze())
+                }
+            },
             Watch::Json(copy) => {
                 let copy = std::mem::take(copy);
                 self.provider.observe_body(&copy, &mut self.report);
                 None
+            }
+            Watch::Whole(held) => {
+                let held = std::mem::take(held);
+                self.provider.observe_body(&held, &mut self.report);
+                match self.translator.as_mut() {
+                    Some(translator) => Some(translator.on_body(&held)),
+                    None => Some(Bytes::from(held)),
+                }
             }
             Watch::Opaque => None,
         };
@@ -252,7 +302,10 @@ impl Body for ProxyBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.first.is_none() && matches!(self.watch, Watch::Opaque | Watch::Json(_)) {
+        if self.first.is_none()
+            && self.translator.is_none()
+            && matches!(self.watch, Watch::Opaque | Watch::Json(_))
+        {
             self.upstream.size_hint()
         } else {
             SizeHint::default()

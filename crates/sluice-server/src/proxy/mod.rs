@@ -23,21 +23,21 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Limited, StreamBody};
 use tokio::sync::mpsc;
 
+use sluice_config::ProviderKind;
+
 use self::attempt::{Delivery, Exchange, Failure, Held, Ready};
 use self::body::ProxyBody;
 use self::log::RequestRecord;
 use crate::error::{ErrorKind, ProxyError};
-use crate::provider::{self, Provider, RouteKind};
+use crate::provider::{self, ClientRequest, LocalRequest, Provider, Route, RouteKind, routing};
 use crate::state::AppState;
 
 /// Handle any request addressed to a provider API.
 pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let Some(route) = provider::route(&parts.method, parts.uri.path()) else {
-        let anthropic = app
-            .providers()
-            .get(sluice_config::ProviderKind::Anthropic)
-            .clone();
+    let providers = app.providers();
+    let Some(pending) = routing::route(providers, &parts.method, parts.uri.path(), &parts.headers)
+    else {
         let error = ProxyError::new(
             ErrorKind::NotFound,
             format!(
@@ -46,42 +46,52 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
                 parts.uri.path()
             ),
         );
-        return error_response(anthropic.as_ref(), &error);
+        return error_response(providers.get(ProviderKind::Anthropic).as_ref(), &error);
     };
-    let provider = app.providers().get(route.provider).clone();
     if !app.client_keys().admits(&parts.headers) {
         let error = ProxyError::new(
             ErrorKind::Authentication,
             "sluice needs a client key: send one of the configured client_keys as x-api-key or authorization: Bearer",
         );
-        return error_response(provider.as_ref(), &error);
+        return error_response(pending.error_provider().as_ref(), &error);
     }
 
     let limit = app.config().limits.max_request_body;
     let body = match read_body(body, &parts.headers, limit).await {
         Ok(body) => body,
-        Err(error) => return error_response(provider.as_ref(), &error),
+        Err(error) => return error_response(pending.error_provider().as_ref(), &error),
     };
+    let route = pending.resolve(&body);
     let path_and_query = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
 
-    if route.kind == RouteKind::ClientTokenRefresh {
-        return relay_untouched(&app, provider.as_ref(), &parts, &path_and_query, body).await;
+    match route.kind {
+        RouteKind::ClientTokenRefresh => {
+            return relay_untouched(&app, route.provider.as_ref(), &parts, &path_and_query, body)
+                .await;
+        }
+        RouteKind::Local => return answer_locally(&app, &route, &parts, &path_and_query, &body),
+        RouteKind::Generate | RouteKind::Auxiliary => {}
     }
 
-    let facts = provider.inspect(&parts.headers, &body);
+    let client = ClientRequest {
+        method: &parts.method,
+        path_and_query: &path_and_query,
+        headers: &parts.headers,
+        body: &body,
+    };
+    let facts = route.provider.inspect_request(&client);
     let record = RequestRecord::new(
         parts.method.as_str(),
         parts.uri.path(),
-        route.provider.as_str(),
+        route.pool.as_str(),
         facts.model.clone(),
     );
     let exchange = Exchange::new(
-        app,
-        provider,
-        route.kind,
+        app.clone(),
+        &route,
         parts.method,
         path_and_query,
         parts.headers,
@@ -90,6 +100,56 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
         record,
     );
     respond(exchange).await
+}
+
+/// A request sluice answers itself: the provider answers from the pool's current state.
+fn answer_locally(
+    app: &AppState,
+    route: &Route,
+    parts: &http::request::Parts,
+    path_and_query: &str,
+    body: &Bytes,
+) -> Response {
+    let snapshot = app.pool(route.pool).snapshot();
+    let local = LocalRequest {
+        client: ClientRequest {
+            method: &parts.method,
+            path_and_query,
+            headers: &parts.headers,
+            body,
+        },
+        pool: &snapshot,
+        now: crate::state::now(),
+    };
+    let mut record = RequestRecord::new(
+        parts.method.as_str(),
+        parts.uri.path(),
+        route.pool.as_str(),
+        None,
+    );
+    let response = match route.provider.answer_locally(&local) {
+        Some(answer) => {
+            let mut response = Response::new(Body::from(answer.body));
+            *response.status_mut() = answer.status;
+            *response.headers_mut() = answer.headers;
+            response
+        }
+        None => error_response(
+            route.provider.as_ref(),
+            &ProxyError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "sluice does not serve {} {}",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            ),
+        ),
+    };
+    record.status = response.status().as_u16();
+    record.outcome = "local";
+    record.emit();
+    response
 }
 
 async fn respond(mut exchange: Exchange) -> Response {
@@ -126,7 +186,8 @@ fn stream_response(exchange: Exchange, ready: Ready) -> Response {
         Some(lease),
         idle,
         record,
-    );
+    )
+    .translated_by(exchange.translator);
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -135,12 +196,25 @@ fn stream_response(exchange: Exchange, ready: Ready) -> Response {
 
 fn failure_response(exchange: Exchange, failure: Failure) -> Response {
     let mut record = exchange.record;
+    let mut translator = exchange.translator;
     let response = match failure {
         Failure::Upstream {
             status,
-            headers,
+            mut headers,
             body,
         } => {
+            // A client that speaks another API than the upstream gets the failure in its own.
+            let (status, body) = match translator.as_mut() {
+                Some(translator) => {
+                    let (status, body) = translator.on_error(status, &body);
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    (status, body)
+                }
+                None => (status, body),
+            };
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
             *response.headers_mut() = headers;
@@ -264,9 +338,7 @@ async fn relay_untouched(
     path_and_query: &str,
     body: Bytes,
 ) -> Response {
-    let base = match provider.kind() {
-        sluice_config::ProviderKind::Anthropic => app.config().providers.anthropic.base_url.clone(),
-    };
+    let base = app.config().providers.base_url(provider.kind()).clone();
     let mut headers = http::HeaderMap::new();
     for (name, value) in &parts.headers {
         if provider::is_hop_by_hop(name.as_str())

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod pools;
 pub mod upkeep;
 
 use std::sync::Arc;
@@ -195,6 +196,7 @@ pub fn account_config(account: &TestAccount, base_url: &str) -> AccountConfig {
         priority: account.priority,
         weight: 1,
         enabled: true,
+        options: Default::default(),
     }
 }
 

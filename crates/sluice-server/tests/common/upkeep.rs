@@ -79,6 +79,7 @@ pub fn oauth_account(name: &str, tokens: &IssuedTokens) -> AccountConfig {
         priority: 0,
         weight: 1,
         enabled: true,
+        options: Default::default(),
     }
 }
 
@@ -92,6 +93,7 @@ pub fn key_account(name: &str, key: &str) -> AccountConfig {
         priority: 0,
         weight: 1,
         enabled: true,
+        options: Default::default(),
     }
 }
 

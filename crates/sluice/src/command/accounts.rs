@@ -42,15 +42,37 @@ struct ListArgs {
     json: bool,
 }
 
+/// The providers whose API keys `accounts add-key` takes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum KeyProvider {
+    Anthropic,
+    Openai,
+    Gemini,
+}
+
+impl KeyProvider {
+    fn name(self) -> &'static str {
+        match self {
+            KeyProvider::Anthropic => "anthropic",
+            KeyProvider::Openai => "openai",
+            KeyProvider::Gemini => "gemini",
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
 enum Command {
     /// List the accounts (the default).
     List(ListArgs),
-    /// Add an Anthropic API-key account; the key is read from the terminal or stdin.
+    /// Add an API-key account; the key is read from the terminal or stdin.
     AddKey {
         #[command(flatten)]
         config: ConfigArg,
         name: String,
+        /// Whose key: anthropic, openai or gemini (third parties are declared in the config
+        /// file, with their base_url).
+        #[arg(long, value_enum, default_value = "anthropic")]
+        provider: KeyProvider,
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         priority: i32,
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -109,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::AddKey {
             config,
             name,
+            provider,
             priority,
             weight,
             disabled,
@@ -119,17 +142,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if local.store().account(&name)?.is_some() {
                 bail!("an account named {name:?} already exists");
             }
-            let key = read_secret(&format!("API key for {name}: "))?;
+            let key = read_secret(&format!("{} API key for {name}: ", provider.name()))?;
             local.store().add_account(NewAccount {
                 name: name.clone(),
-                provider: "anthropic".to_owned(),
+                provider: provider.name().to_owned(),
                 credential: StoredCredential::ApiKey(Secret::new(key)),
                 priority,
                 weight,
                 enabled: !disabled,
                 profile: Profile::default(),
             })?;
-            println!("Added API-key account {name:?}.");
+            println!("Added API-key account {name:?} ({}).", provider.name());
             applied(&local);
             Ok(ExitCode::SUCCESS)
         }
@@ -329,9 +352,14 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             Some(account) => account["state"].as_str().unwrap_or("-").to_owned(),
             None => offline_state(row, &stored, now),
         };
+        // Learned quota is kept by pool (a third party's under the Anthropic pool).
+        let pool = row
+            .provider
+            .parse::<sluice_config::ProviderKind>()
+            .map_or_else(|_| row.provider.clone(), |p| p.pool().as_str().to_owned());
         let quota = live_account
             .map(|a| &a["quota"])
-            .or_else(|| learned.get(&(row.provider.clone(), row.name.clone())));
+            .or_else(|| learned.get(&(pool, row.name.clone())));
         if let Some(quota) = quota {
             row.five_hour = window_use(&quota["session"], now);
             row.seven_day = window_use(&quota["weekly"], now);
@@ -455,13 +483,13 @@ fn render(rows: &[Row], verbose: bool, now: i64) -> String {
     }
     out.push('\n');
     if rows.is_empty() {
-        out.push_str("(no accounts: add one with `sluice login`, `sluice import claude` or `sluice accounts add-key NAME`)\n");
+        out.push_str("(no accounts: add one with `sluice login [--provider codex|gemini]`, `sluice import claude|codex|gemini` or `sluice accounts add-key NAME`)\n");
     }
     for row in rows {
         out.push_str(&format!(
             "{:<24} {:<10} {:<8} {:<7} {:<6} {:<15} {:>5} {:>5}",
             row.name,
-            row.provider,
+            super::status::provider_column(&row.provider),
             row.kind,
             row.origin,
             row.plan.as_deref().unwrap_or("-"),

@@ -87,6 +87,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             priority: 0,
             weight,
             enabled: true,
+            options: Default::default(),
         });
     }
 

@@ -1,40 +1,34 @@
-//! `sluice env`: the shell exports that point Claude Code (and any Anthropic client) at sluice,
-//! for `eval "$(sluice env)"` or a shell alias.
+//! `sluice env [claude|codex|gemini]`: the shell exports that point a CLI at sluice, for
+//! `eval "$(sluice env codex)"` or a shell alias. What each CLI needs is [`super::clients`]'s.
 
 use std::process::ExitCode;
 
 use super::ConfigArg;
-use super::local::base_url;
+use super::clients::{Client, GeminiMode, Wiring, wire};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
-    /// Also export a fresh per-terminal session header, so this shell's conversation keeps
-    /// its account.
+    /// The CLI to wire: claude (the default), codex or gemini.
+    #[arg(value_enum, default_value = "claude")]
+    client: Client,
+    /// Claude Code: also export a fresh per-terminal session header, so this shell's
+    /// conversation keeps its account.
     #[arg(long)]
     session: bool,
+    /// Gemini: code-assist (Google-login accounts) or api-key (Gemini API keys); by default
+    /// the kind of account the pool has.
+    #[arg(long, value_enum)]
+    gemini_mode: Option<GeminiMode>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = sluice_config::load(args.config.config.as_deref())?;
     let running = sluice_store::DataDirLock::running(&config.data_dir);
-    print!("{}", exports(&config, running.as_ref(), args.session));
+    let wiring = wire(args.client, &config, running.as_ref(), args.gemini_mode)?;
+    print!("{}", exports(args.client, &wiring, args.session));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The environment a client needs to go through sluice.
-pub fn client_environment(
-    config: &sluice_config::Config,
-    running: Option<&sluice_store::RunningServer>,
-) -> Vec<(&'static str, String)> {
-    let mut vars = vec![("ANTHROPIC_BASE_URL", base_url(config, running))];
-    // With client keys configured, the client must present one; Claude Code sends
-    // ANTHROPIC_AUTH_TOKEN as a bearer token, which sluice accepts.
-    if let Some(key) = config.client_keys.first() {
-        vars.push(("ANTHROPIC_AUTH_TOKEN", key.expose().clone()));
-    }
-    vars
 }
 
 /// A new session header for one terminal.
@@ -42,16 +36,26 @@ pub fn session_header() -> String {
     format!("x-sluice-session: {}", uuid::Uuid::new_v4())
 }
 
-fn exports(
-    config: &sluice_config::Config,
-    running: Option<&sluice_store::RunningServer>,
-    session: bool,
-) -> String {
-    let mut out = String::from("# Point Claude Code at sluice: eval \"$(sluice env)\"\n");
-    for (name, value) in client_environment(config, running) {
-        out.push_str(&format!("export {name}={}\n", shell_quote(&value)));
+fn exports(client: Client, wiring: &Wiring, session: bool) -> String {
+    let command = match client {
+        Client::Claude => "sluice env",
+        Client::Codex => "sluice env codex",
+        Client::Gemini => "sluice env gemini",
+    };
+    let mut out = format!(
+        "# Point {} at sluice: eval \"$({command})\"\n",
+        client.name()
+    );
+    for note in &wiring.notes {
+        out.push_str(&format!("# {note}\n"));
     }
-    if session {
+    for name in &wiring.unset {
+        out.push_str(&format!("unset {name}\n"));
+    }
+    for (name, value) in &wiring.set {
+        out.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    if session && client == Client::Claude {
         out.push_str(&format!(
             "export ANTHROPIC_CUSTOM_HEADERS={}\n",
             shell_quote(&session_header())
@@ -78,11 +82,14 @@ mod tests {
 
     #[test]
     fn exports_point_at_the_configured_listen_address() {
+        let dir = tempfile::tempdir().unwrap();
         let config = sluice_config::Config {
             listen: "127.0.0.1:9999".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
             ..sluice_config::Config::default()
         };
-        let text = exports(&config, None, true);
+        let wiring = wire(Client::Claude, &config, None, None).unwrap();
+        let text = exports(Client::Claude, &wiring, true);
         assert!(
             text.contains("export ANTHROPIC_BASE_URL=http://127.0.0.1:9999\n"),
             "{text}"

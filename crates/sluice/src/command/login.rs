@@ -1,30 +1,68 @@
-//! `sluice login [--name NAME]`: add (or renew) a Claude subscription with an OAuth PKCE login.
+//! `sluice login [--provider anthropic|codex|gemini] [--name NAME]`: add (or renew) a
+//! subscription with an OAuth PKCE login in a browser.
 //!
 //! Prints the login URL and opens a browser when there is one. The code comes back either
-//! through a one-shot listener on `localhost` (the browser is redirected to it) or pasted at
-//! the prompt: the hosted callback page shows `code#state`, and the URL a browser ended on
-//! works too. The code is exchanged for tokens, the profile names the account (its email,
-//! unless `--name`), and the store gets it — a second login of the same user updates that
-//! account instead of adding another. A running sluice picks it up within a second.
+//! through a one-shot listener (the browser is redirected to it) or pasted at the prompt.
+//! Per provider:
+//! - **anthropic** (Claude): a listener on a free `localhost` port; without one the hosted
+//!   page shows `code#state` to paste. The profile names the account (email) and its plan.
+//! - **codex** (ChatGPT): the Codex CLI's client only returns to
+//!   `http://localhost:1455/auth/callback` (`[providers.codex] redirect_uri`), so sluice
+//!   listens there; if the port is taken, paste the address the browser ended on. The
+//!   `id_token`'s claims name the account: email, ChatGPT account id, plan.
+//! - **gemini** (Google): a listener on a free `127.0.0.1` port; without one Google's page
+//!   shows a code to paste. The email comes from the `id_token` (or userinfo), and the
+//!   account's Code Assist project is discovered and remembered.
+//!
+//! The store gets the account — a second login of the same user updates it instead of adding
+//! another. A running sluice picks it up within a second.
 
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use sluice_config::AnthropicEndpoints;
-use sluice_server::accounts::oauth::{self, AccountProfile, Pkce, TokenGrant};
-use sluice_store::{Login, OAuthTokens};
+use sluice_config::{Config, Secret};
+use sluice_server::accounts::oauth::{self, AccountProfile, Pkce, TokenGrant, TokenServer};
+use sluice_server::accounts::{chatgpt, google};
+use sluice_store::{Login, OAuthTokens, Profile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::ConfigArg;
 use super::local::{Local, http_client, now_ms, small_runtime};
 
+/// The providers whose subscriptions `sluice login` adds.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginProvider {
+    /// A Claude subscription (Claude Code).
+    #[value(alias = "claude")]
+    Anthropic,
+    /// A ChatGPT subscription (Codex CLI).
+    #[value(alias = "chatgpt", alias = "openai")]
+    Codex,
+    /// A Google login (Gemini CLI, Code Assist).
+    #[value(alias = "google")]
+    Gemini,
+}
+
+impl LoginProvider {
+    fn name(self) -> &'static str {
+        match self {
+            LoginProvider::Anthropic => "anthropic",
+            LoginProvider::Codex => "codex",
+            LoginProvider::Gemini => "gemini",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
+    /// Whose subscription: anthropic (Claude), codex (ChatGPT), gemini (Google).
+    #[arg(long, value_enum, default_value = "anthropic")]
+    provider: LoginProvider,
     /// Name of the account to add or renew (default: the account's email).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -41,16 +79,71 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.name {
         sluice_config::check_account_name(name).map_err(|e| anyhow!("--name {e}"))?;
     }
-    let endpoints = local.config.providers.anthropic.clone();
     let client = http_client()?;
-    let (grant, profile) = small_runtime()?.block_on(async {
-        let grant = obtain_tokens(&client, &endpoints, args.no_browser).await?;
-        let profile = oauth::profile(&client, &endpoints, &grant.access_token).await;
-        Ok::<_, anyhow::Error>((grant, profile))
-    })?;
-    let profile = match profile {
+    let runtime = small_runtime()?;
+    let (tokens, profile, weight) = match args.provider {
+        LoginProvider::Anthropic => runtime.block_on(anthropic(
+            &client,
+            &local.config,
+            args.name.is_some(),
+            args.no_browser,
+        ))?,
+        LoginProvider::Codex => runtime.block_on(codex(&client, &local.config, args.no_browser))?,
+        LoginProvider::Gemini => {
+            runtime.block_on(gemini(&client, &local.config, args.no_browser))?
+        }
+    };
+    let saved = store_login(
+        &local,
+        args.provider.name(),
+        args.name,
+        tokens,
+        profile,
+        weight,
+    )?;
+    report(&local, &saved);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn anthropic(
+    client: &reqwest::Client,
+    config: &Config,
+    named: bool,
+    no_browser: bool,
+) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
+    let endpoints = &config.providers.anthropic;
+    let pkce = Pkce::generate();
+    let listener = if no_browser || browser_command().is_none() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .context("could not listen for the login's redirect")?,
+        )
+    };
+    let redirect_uri = match &listener {
+        Some(listener) => format!(
+            "http://localhost:{}/callback",
+            listener.local_addr()?.port()
+        ),
+        None => endpoints.manual_redirect_url.to_string(),
+    };
+    let url = oauth::authorize_url(endpoints, &redirect_uri, &pkce);
+    let code = obtain_code(
+        &url,
+        "Claude",
+        listener.map(|l| (l, "/callback".to_owned())),
+        &pkce,
+        "the code the page shows (code#state)",
+    )
+    .await?;
+    let grant = oauth::exchange_code(client, endpoints, &code, &pkce, &redirect_uri)
+        .await
+        .map_err(|error| anyhow!("the login could not be completed: {error}"))?;
+    let profile = match oauth::profile(client, endpoints, &grant.access_token).await {
         Ok(profile) => profile,
-        Err(error) if args.name.is_some() => {
+        Err(error) if named => {
             eprintln!("sluice: could not read the account's profile ({error}); storing it without");
             AccountProfile::default()
         }
@@ -58,34 +151,208 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("could not read the account's profile ({error}); pass --name to store it anyway")
         }
     };
+    let weight = profile.weight();
     let now = sluice_scheduler::Timestamp::from_millis(now_ms());
-    let saved = store_login(&local, args.name, grant.into_tokens(now, None), profile)?;
-    report(&local, &saved);
-    Ok(ExitCode::SUCCESS)
+    Ok((grant.into_tokens(now, None), profile.profile, weight))
+}
+
+async fn codex(
+    client: &reqwest::Client,
+    config: &Config,
+    no_browser: bool,
+) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
+    let endpoints = &config.providers.codex;
+    let pkce = Pkce::generate();
+    let redirect = &endpoints.redirect_uri;
+    let listener = if no_browser {
+        None
+    } else {
+        let port = redirect.port_or_known_default().unwrap_or(1455);
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => Some((listener, redirect.path().to_owned())),
+            Err(error) => {
+                eprintln!(
+                    "sluice: cannot listen on port {port} for the login's redirect ({error}; is a `codex login` running?). \
+                     Paste the address the browser ends on instead."
+                );
+                None
+            }
+        }
+    };
+    let url = chatgpt::authorize_url(endpoints, &pkce);
+    let code = obtain_code(
+        &url,
+        "ChatGPT",
+        listener,
+        &pkce,
+        "the address the browser ended on (http://localhost:1455/auth/callback?code=…)",
+    )
+    .await?;
+    let grant = oauth::exchange_code_with(
+        client,
+        &TokenServer::codex(endpoints),
+        &code,
+        &pkce,
+        redirect.as_str(),
+        None,
+    )
+    .await
+    .map_err(|error| anyhow!("the login could not be completed: {error}"))?;
+    let identity = grant
+        .id_token
+        .as_ref()
+        .and_then(chatgpt::identity_from_token)
+        .or_else(|| chatgpt::identity_from_token(&grant.access_token))
+        .ok_or_else(|| anyhow!("the login answered no id_token naming the ChatGPT account"))?;
+    codex_login(grant, identity)
+}
+
+/// The tokens, profile and weight of a ChatGPT login.
+pub fn codex_login(
+    grant: TokenGrant,
+    identity: chatgpt::ChatGptIdentity,
+) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
+    if identity.account_id.is_none() {
+        bail!("the login's id_token names no ChatGPT account id (chatgpt_account_id)");
+    }
+    let now = sluice_scheduler::Timestamp::from_millis(now_ms());
+    let mut tokens = grant.into_tokens(now, None);
+    if tokens.expires_at_ms.is_none() {
+        tokens.expires_at_ms = chatgpt::token_expiry_ms(&tokens.access_token);
+    }
+    let profile = Profile {
+        email: identity.email.clone(),
+        plan: identity.plan.clone(),
+        account_uuid: identity.login_key(),
+        upstream_account: identity.account_id.clone(),
+        ..Profile::default()
+    };
+    Ok((tokens, profile, identity.weight()))
+}
+
+async fn gemini(
+    client: &reqwest::Client,
+    config: &Config,
+    no_browser: bool,
+) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
+    let endpoints = &config.providers.gemini;
+    let pkce = Pkce::generate();
+    let listener = if no_browser || browser_command().is_none() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .context("could not listen for the login's redirect")?,
+        )
+    };
+    let redirect_uri = match &listener {
+        Some(listener) => format!(
+            "http://127.0.0.1:{}/oauth2callback",
+            listener.local_addr()?.port()
+        ),
+        None => endpoints.manual_redirect_url.to_string(),
+    };
+    let url = google::authorize_url(endpoints, &redirect_uri, &pkce);
+    let code = obtain_code(
+        &url,
+        "Google",
+        listener.map(|l| (l, "/oauth2callback".to_owned())),
+        &pkce,
+        "the code the page shows",
+    )
+    .await?;
+    let grant = oauth::exchange_code_with(
+        client,
+        &TokenServer::google(endpoints),
+        &code,
+        &pkce,
+        &redirect_uri,
+        None,
+    )
+    .await
+    .map_err(|error| anyhow!("the login could not be completed: {error}"))?;
+    let now = sluice_scheduler::Timestamp::from_millis(now_ms());
+    let email = match grant
+        .id_token
+        .as_ref()
+        .and_then(google::email_from_id_token)
+    {
+        Some(email) => Some(email),
+        None => google::email(client, endpoints, &grant.access_token)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let tokens = grant.into_tokens(now, None);
+    let profile = gemini_profile(client, config, &tokens.access_token, email).await;
+    Ok((tokens, profile, 1))
+}
+
+/// A Google login's profile: its email, and its Code Assist project and tier when Code
+/// Assist answers (else the project is discovered on first use).
+pub async fn gemini_profile(
+    client: &reqwest::Client,
+    config: &Config,
+    access_token: &Secret<String>,
+    email: Option<String>,
+) -> Profile {
+    let setup = google::discover_project(
+        client,
+        &config.providers.gemini.code_assist_url,
+        access_token,
+    )
+    .await;
+    let (project, plan) = match setup {
+        Ok(setup) => (setup.project, setup.tier),
+        Err(error) => {
+            eprintln!(
+                "sluice: could not look up the account's Code Assist project ({error}); it is looked up when the account is first used"
+            );
+            (None, None)
+        }
+    };
+    Profile {
+        email: email.clone(),
+        plan,
+        account_uuid: email,
+        project,
+        ..Profile::default()
+    }
 }
 
 /// Store a completed login (or import) and return what was saved.
 pub fn store_login(
     local: &Local,
+    provider: &str,
     name: Option<String>,
     tokens: OAuthTokens,
-    profile: AccountProfile,
+    profile: Profile,
+    weight: u32,
 ) -> anyhow::Result<sluice_store::LoginSaved> {
-    let default_name = match (&name, &profile.profile.email) {
+    let default_name = match (&name, &profile.email) {
         (Some(name), _) => name.clone(),
         (None, Some(email)) => email.clone(),
-        (None, None) => bail!("the profile has no email to name the account after; pass --name"),
+        (None, None) => bail!("the login names no email to call the account after; pass --name"),
     };
     sluice_config::check_account_name(&default_name)
         .map_err(|e| anyhow!("account name {default_name:?} {e}; pass --name"))?;
+    if let Some(declared) = local.declared(&default_name)
+        && declared.provider.as_str() != provider
+    {
+        bail!(
+            "{} declares {default_name:?} as a {} account; pick another --name",
+            local.config_file(),
+            declared.provider
+        );
+    }
     let config_fingerprint = local.config_fingerprint(&default_name)?;
-    let weight = profile.weight();
     let login = Login {
-        provider: "anthropic".to_owned(),
+        provider: provider.to_owned(),
         name,
         default_name,
         tokens,
-        profile: profile.profile,
+        profile,
         weight,
         config_fingerprint,
     };
@@ -106,13 +373,13 @@ pub fn report(local: &Local, saved: &sluice_store::LoginSaved) {
         .unwrap_or_default();
     if saved.created {
         println!(
-            "Logged in as {who}{plan}: added account {:?}.",
-            account.name
+            "Logged in as {who}{plan}: added account {:?} ({}).",
+            account.name, account.provider
         );
     } else {
         println!(
-            "Logged in as {who}{plan}: account {:?} has new tokens.",
-            account.name
+            "Logged in as {who}{plan}: account {:?} ({}) has new tokens.",
+            account.name, account.provider
         );
     }
     match local.running() {
@@ -124,38 +391,28 @@ pub fn report(local: &Local, saved: &sluice_store::LoginSaved) {
     }
 }
 
-/// Run the browser part of the login and trade the code for tokens.
-async fn obtain_tokens(
-    client: &reqwest::Client,
-    endpoints: &AnthropicEndpoints,
-    no_browser: bool,
-) -> anyhow::Result<TokenGrant> {
-    let pkce = Pkce::generate();
-    let browser = if no_browser { None } else { browser_command() };
-    let callback = match browser {
-        Some(_) => Some(
-            TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .context("could not listen for the login's redirect")?,
+/// Run the browser part of a login: print (and open) `url`, then take the code from the
+/// redirect to `callback` (a listener and the path it expects) or from the terminal.
+async fn obtain_code(
+    url: &url::Url,
+    whose: &str,
+    callback: Option<(TcpListener, String)>,
+    pkce: &Pkce,
+    paste_hint: &str,
+) -> anyhow::Result<String> {
+    let browser = callback.as_ref().and_then(|_| browser_command());
+    eprintln!("Log in to the {whose} account to add, in a browser:\n\n  {url}\n");
+    match (&callback, &browser) {
+        (Some(_), Some(command)) => {
+            open_browser(command, url.as_str());
+            eprintln!(
+                "Waiting for the browser to come back. (If it cannot reach this machine, paste the address it ended on here and press Enter.)"
+            );
+        }
+        (Some(_), None) => eprintln!(
+            "Waiting for the browser to come back (or paste the address it ended on here and press Enter)."
         ),
-        None => None,
-    };
-    let redirect_uri = match &callback {
-        Some(listener) => format!(
-            "http://localhost:{}/callback",
-            listener.local_addr()?.port()
-        ),
-        None => endpoints.manual_redirect_url.to_string(),
-    };
-    let url = oauth::authorize_url(endpoints, &redirect_uri, &pkce);
-    eprintln!("Log in to the Claude account to add, in a browser:\n\n  {url}\n");
-    if let Some(command) = &browser {
-        open_browser(command, url.as_str());
-        eprintln!(
-            "Waiting for the browser to come back. (If it cannot reach this machine, paste the address it ended on here and press Enter.)"
-        );
-    } else {
-        eprintln!("Then paste the code the page shows (code#state) here and press Enter:");
+        (None, _) => eprintln!("Then paste {paste_hint} here and press Enter:"),
     }
     let pasted = async {
         let line = tokio::task::spawn_blocking(|| {
@@ -171,7 +428,7 @@ async fn obtain_tokens(
     };
     let redirected = async {
         match callback {
-            Some(listener) => wait_for_redirect(listener).await,
+            Some((listener, path)) => wait_for_redirect(listener, &path).await,
             None => std::future::pending().await,
         }
     };
@@ -187,9 +444,7 @@ async fn obtain_tokens(
             "that code belongs to another login attempt (its state does not match); run `sluice login` again"
         );
     }
-    oauth::exchange_code(client, endpoints, &code, &pkce, &redirect_uri)
-        .await
-        .map_err(|error| anyhow!("the login could not be completed: {error}"))
+    Ok(code)
 }
 
 /// `code#state`, a URL with `?code=…&state=…`, or a bare code.
@@ -214,8 +469,11 @@ fn parse_pasted(text: &str) -> anyhow::Result<(String, Option<String>)> {
     Ok((code.to_owned(), state.filter(|s| !s.is_empty())))
 }
 
-/// Answer requests on the login listener until one carries the code.
-async fn wait_for_redirect(listener: TcpListener) -> anyhow::Result<(String, Option<String>)> {
+/// Answer requests on the login listener until one to `path` carries the code.
+async fn wait_for_redirect(
+    listener: TcpListener,
+    path: &str,
+) -> anyhow::Result<(String, Option<String>)> {
     loop {
         let (mut socket, _) = listener.accept().await?;
         let mut head = Vec::with_capacity(1024);
@@ -248,7 +506,7 @@ async fn wait_for_redirect(listener: TcpListener) -> anyhow::Result<(String, Opt
                     .map(|(_, v)| v.into_owned())
             })
         };
-        let on_callback = url.as_ref().is_some_and(|u| u.path() == "/callback");
+        let on_callback = url.as_ref().is_some_and(|u| u.path() == path);
         let (status, body, outcome) = match (on_callback, query("code"), query("error")) {
             (true, Some(code), _) => (
                 "200 OK",

@@ -1,6 +1,7 @@
 //! The subcommands and their dispatch.
 
 mod accounts;
+mod clients;
 mod config;
 mod demo;
 mod env;
@@ -42,18 +43,19 @@ enum Command {
     Status(status::Args),
     /// Compare routing strategies on a simulated pool (virtual clock, same scheduler).
     Simulate(simulate::Args),
-    /// Add (or renew) a Claude subscription by logging in with a browser.
+    /// Add (or renew) a subscription (Claude, ChatGPT for Codex, Google for Gemini) by
+    /// logging in with a browser.
     Login(login::Args),
-    /// Take over an existing login (Claude Code's).
+    /// Take over an existing login (Claude Code's, the Codex CLI's, the Gemini CLI's).
     #[command(subcommand)]
     Import(import::Command),
     /// List and manage accounts (works whether or not sluice is running).
     Accounts(accounts::Args),
     /// Check the config file and make the running sluice apply it.
     Reload(reload::Args),
-    /// Print the shell exports that point Claude Code at sluice.
+    /// Print the shell exports that point a CLI (claude, codex, gemini) at sluice.
     Env(env::Args),
-    /// Start Claude Code wired through sluice: `sluice run -- [claude args]`.
+    /// Start a CLI wired through sluice: `sluice run [claude|codex|gemini] -- [its args]`.
     Run(run::Args),
 }
 

@@ -1,10 +1,10 @@
-//! `sluice run -- <claude args>`: start Claude Code wired through sluice.
+//! `sluice run [claude|codex|gemini] -- <its args>`: start a CLI wired through sluice.
 //!
-//! Sets `ANTHROPIC_BASE_URL` (and the client key, when sluice wants one) and a fresh
-//! per-terminal session header (`ANTHROPIC_CUSTOM_HEADERS: x-sluice-session: <uuid>`), so the
-//! conversation in this terminal keeps its account, then becomes Claude Code (exec): signals,
-//! the terminal and the exit status are Claude Code's own. The user's normal `claude` login is
-//! not touched.
+//! Sets what [`super::clients`] says the CLI needs (for Claude Code also a fresh
+//! per-terminal session header, `ANTHROPIC_CUSTOM_HEADERS: x-sluice-session: <uuid>`, so
+//! the conversation in this terminal keeps its account), clears the user's own credential
+//! variables, then becomes the CLI (exec): signals, the terminal and the exit status are the
+//! CLI's own. The user's own logins are not touched.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,49 +14,60 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::ConfigArg;
-use super::env::{client_environment, session_header};
-use super::local::{http_client, small_runtime};
+use super::clients::{Client, GeminiMode, wire};
+use super::env::session_header;
+use super::local::{base_url, http_client, small_runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
-    /// The Claude Code executable (default: $SLUICE_CLAUDE, else `claude` on PATH).
-    #[arg(long, value_name = "PATH")]
-    claude: Option<PathBuf>,
-    /// Arguments for Claude Code (after `--`).
-    #[arg(last = true, value_name = "CLAUDE ARGS")]
+    /// The CLI to start: claude (the default), codex or gemini.
+    #[arg(value_enum, default_value = "claude")]
+    client: Client,
+    /// The CLI's executable (default: $SLUICE_CLAUDE / $SLUICE_CODEX / $SLUICE_GEMINI, else
+    /// `claude` / `codex` / `gemini` on PATH).
+    #[arg(long, alias = "claude", value_name = "PATH")]
+    program: Option<PathBuf>,
+    /// Gemini: code-assist or api-key (default: the kind of account the pool has).
+    #[arg(long, value_enum)]
+    gemini_mode: Option<GeminiMode>,
+    /// Arguments for the CLI (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
     args: Vec<OsString>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = sluice_config::load(args.config.config.as_deref())?;
     let running = sluice_store::DataDirLock::running(&config.data_dir);
-    let vars = client_environment(&config, running.as_ref());
-    let base = vars[0].1.clone();
+    let base = base_url(&config, running.as_ref());
     if !reachable(&base) {
         bail!(
             "sluice is not answering at {base}; start it first (`sluice serve`, in another terminal or as a service)"
         );
     }
-    let program = args
-        .claude
-        .or_else(|| std::env::var_os("SLUICE_CLAUDE").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("claude"));
+    let wiring = wire(args.client, &config, running.as_ref(), args.gemini_mode)?;
+    let program = args.program.unwrap_or_else(|| args.client.program());
     let mut command = Command::new(&program);
     command.args(&args.args);
-    // Claude Code's own credentials stay out of it: sluice sends the account's.
-    command.env_remove("ANTHROPIC_API_KEY");
-    for (name, value) in vars {
+    for name in &wiring.unset {
+        command.env_remove(name);
+    }
+    for (name, value) in &wiring.set {
         command.env(name, value);
     }
-    let session = session_header();
-    let headers = match std::env::var("ANTHROPIC_CUSTOM_HEADERS") {
-        Ok(existing) if !existing.trim().is_empty() => format!("{existing}\n{session}"),
-        _ => session,
-    };
-    command.env("ANTHROPIC_CUSTOM_HEADERS", headers);
-    become_(command, &program)
+    if args.client == Client::Claude {
+        let session = session_header();
+        let headers = match std::env::var("ANTHROPIC_CUSTOM_HEADERS") {
+            Ok(existing) if !existing.trim().is_empty() => format!("{existing}\n{session}"),
+            _ => session,
+        };
+        command.env("ANTHROPIC_CUSTOM_HEADERS", headers);
+    }
+    for note in &wiring.notes {
+        eprintln!("sluice: {note}");
+    }
+    become_(command, &program, args.client)
 }
 
 fn reachable(base: &str) -> bool {
@@ -77,23 +88,33 @@ fn reachable(base: &str) -> bool {
 }
 
 #[cfg(unix)]
-fn become_(mut command: Command, program: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn become_(
+    mut command: Command,
+    program: &std::path::Path,
+    client: Client,
+) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let error = command.exec();
     Err(error).with_context(|| {
         format!(
-            "could not start {} (install Claude Code, or pass --claude PATH)",
-            program.display()
+            "could not start {} (install {}, or pass --program PATH)",
+            program.display(),
+            client.name()
         )
     })
 }
 
 #[cfg(not(unix))]
-fn become_(mut command: Command, program: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn become_(
+    mut command: Command,
+    program: &std::path::Path,
+    client: Client,
+) -> anyhow::Result<ExitCode> {
     let status = command.status().with_context(|| {
         format!(
-            "could not start {} (install Claude Code, or pass --claude PATH)",
-            program.display()
+            "could not start {} (install {}, or pass --program PATH)",
+            program.display(),
+            client.name()
         )
     })?;
     Ok(ExitCode::from(

@@ -74,6 +74,24 @@ pub fn render(status: &Value) -> String {
         text(&totals["completed"]),
         text(&totals["failed"]),
     ));
+    let pools: Vec<String> = status["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["accounts"].as_u64().unwrap_or(0) > 0)
+        .map(|p| {
+            format!(
+                "{} {}/{} available, {} queued",
+                text(&p["provider"]),
+                text(&p["available"]),
+                text(&p["accounts"]),
+                p["scheduler"]["queued"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect();
+    if !pools.is_empty() {
+        out.push_str(&format!("pools: {}\n", pools.join(" · ")));
+    }
     out.push_str(&format!(
         "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
         "ACCOUNT",
@@ -100,7 +118,7 @@ pub fn render(status: &Value) -> String {
         out.push_str(&format!(
             "{:<18} {:<10} {:<8} {:<6} {:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>9}  {}\n",
             text(&account["name"]),
-            text(&account["provider"]),
+            provider_column(account["provider"].as_str().unwrap_or("-")),
             text(&account["kind"]),
             credential["plan"].as_str().unwrap_or("-"),
             state,
@@ -114,6 +132,15 @@ pub fn render(status: &Value) -> String {
         ));
     }
     out
+}
+
+/// A provider's name for a table column: third parties (`anthropic-compatible`) are
+/// `compatible`, which fits.
+pub fn provider_column(provider: &str) -> &str {
+    match provider {
+        "anthropic-compatible" => "compatible",
+        other => other,
+    }
 }
 
 /// How long a subscription's access token has left ("47m", "expired"); "-" for keys.
@@ -149,4 +176,45 @@ fn short_window_use(quota: &Value) -> String {
 
 fn percent(fraction: Option<f64>) -> String {
     fraction.map_or_else(|| "-".to_owned(), |u| format!("{:.0}%", u * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_each_accounts_provider_and_each_pool_in_use() {
+        let status = serde_json::json!({
+            "version": "0.1.0",
+            "listen": "127.0.0.1:8787",
+            "strategy": "adaptive",
+            "totals": {"available": 2, "accounts": 3, "in_flight": 0, "completed": 5, "failed": 0},
+            "pools": [
+                {"provider": "anthropic", "accounts": 2, "available": 1, "scheduler": {"queued": 0}},
+                {"provider": "codex", "accounts": 1, "available": 1, "scheduler": {"queued": 2}},
+                {"provider": "openai", "accounts": 0, "available": 0, "scheduler": {"queued": 0}},
+            ],
+            "accounts": [
+                {"name": "max", "provider": "anthropic", "kind": "oauth", "state": "ready", "credential": {}},
+                {"name": "glm", "provider": "anthropic-compatible", "kind": "api_key", "state": "ready", "credential": {}},
+                {"name": "chatgpt", "provider": "codex", "kind": "oauth", "state": "ready", "credential": {}},
+            ],
+        });
+        let text = render(&status);
+        assert!(
+            text.contains(
+                "pools: anthropic 1/2 available, 0 queued · codex 1/1 available, 2 queued\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("openai"), "empty pools are left out: {text}");
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+                .to_owned()
+        };
+        assert!(row("chatgpt").contains(" codex "), "{text}");
+        assert!(row("glm").contains(" compatible "), "{text}");
+    }
 }
