@@ -136,6 +136,10 @@ pub(crate) fn watch_config(
     let path = app.accounts().config_path()?;
     let directory = path.parent().filter(|d| d.is_dir())?.to_path_buf();
     let file_name = path.file_name()?.to_os_string();
+    // The digest of the file as it is now, taken before watching begins and before this
+    // function returns: taken later (inside the task), a save that lands in between would
+    // become the baseline and never be applied.
+    let mut last = digest_of(std::fs::read(&path).ok());
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
@@ -169,7 +173,6 @@ pub(crate) fn watch_config(
     let app = app.clone();
     Some(tokio::spawn(async move {
         let _watcher = watcher; // lives as long as the task
-        let mut last = file_digest(&path).await;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -201,8 +204,11 @@ fn is_write(kind: &notify::EventKind) -> bool {
 }
 
 async fn file_digest(path: &Path) -> Option<Vec<u8>> {
-    let path: PathBuf = path.to_path_buf();
-    let bytes = tokio::fs::read(&path).await.ok()?;
+    digest_of(tokio::fs::read(path).await.ok())
+}
+
+fn digest_of(bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let bytes = bytes?;
     Some(
         ring::digest::digest(&ring::digest::SHA256, &bytes)
             .as_ref()
