@@ -72,12 +72,13 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
     }
 
     let facts = provider.inspect(&parts.headers, &body);
-    let record = RequestRecord::new(
+    let mut record = RequestRecord::new(
         parts.method.as_str(),
         parts.uri.path(),
         route.provider.as_str(),
         facts.model.clone(),
     );
+    record.attach(&app, &parts.headers, facts.conversation);
     let exchange = Exchange::new(
         app,
         provider,
