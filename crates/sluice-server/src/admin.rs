@@ -126,6 +126,13 @@ pub async fn put_scheduler(State(app): State<AppState>, request: Request) -> Res
     }
 }
 
+/// Switch every pool to the strategy called `name` (what the terminal dashboard's routing
+/// menu does); the same checks and log line as `PUT /api/scheduler`.
+pub fn switch_strategy(app: &AppState, name: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "strategy": name }).to_string();
+    apply(app, &Bytes::from(body))
+}
+
 /// Validate the whole change first, then apply it to every pool: nothing changes when any
 /// part is wrong.
 fn apply(app: &AppState, body: &Bytes) -> Result<(), String> {
