@@ -89,6 +89,16 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Resolve when the process is asked to stop or the user quits from the dashboard; either
+/// way `quit` is cancelled then, so the dashboard shows the drain.
+pub async fn quit_signal(quit: tokio_util::sync::CancellationToken) {
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = quit.cancelled() => {}
+    }
+    quit.cancel();
+}
+
 /// Resolve when the process is asked to stop (Ctrl-C or SIGTERM).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
