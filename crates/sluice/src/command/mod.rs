@@ -12,6 +12,7 @@ mod run;
 mod serve;
 mod simulate;
 mod status;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     Env(env::Args),
     /// Start Claude Code wired through sluice: `sluice run -- [claude args]`.
     Run(run::Args),
+    /// What the pool used and what it would have cost, from the request log.
+    Usage(usage::Args),
 }
 
 /// Where `--config` points, shared by subcommands that read the configuration.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload(args) => reload::run(args),
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
+        Command::Usage(args) => usage::run(args),
     }
 }
 
