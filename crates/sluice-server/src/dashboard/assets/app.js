@@ -4,7 +4,7 @@
 "use strict";
 
 const POLL_MS = 2000;
-const SERIES_MS = 15000;
+const SERIES_MS = 5000;
 const COLORS = ["#5aa2e0", "#3fb97a", "#e0a43a", "#c77ae0", "#e05a5a", "#4fd1c5", "#d4d45a", "#e07ab8"];
 
 const state = {
@@ -14,6 +14,7 @@ const state = {
   clockOffset: 0, // server time minus browser time
   confirming: null, // {account, action}
   colors: new Map(),
+  bucketMs: 60000,
 };
 
 function el(tag, attrs, ...children) {
@@ -80,9 +81,9 @@ function duration(ms) {
   if (ms <= 0) return "now";
   const s = Math.round(ms / 1000);
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${String(m).padStart(2, "0")}m`;
-  if (m > 0) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  if (d > 0) return h ? `${d}d ${h}h` : `${d}d`;
+  if (h > 0) return m ? `${h}h ${String(m).padStart(2, "0")}m` : `${h}h`;
+  if (m > 0) return s % 60 ? `${m}m ${String(s % 60).padStart(2, "0")}s` : `${m}m`;
   return `${s}s`;
 }
 
@@ -112,7 +113,7 @@ function usageBar(window) {
   return el("div", { class: "bar" },
     el("span", { class: "track" }, fill),
     el("span", { class: "pct", text: Math.round(window.utilization * 100) + "%" }),
-    window.resets_at ? el("span", { class: "reset" }, "resets ", countdown(window.resets_at)) : null);
+    window.resets_at ? el("span", { class: "reset", title: "resets in" }, "↻ ", countdown(window.resets_at)) : null);
 }
 
 function actionCell(account) {
@@ -170,7 +171,7 @@ function renderAccounts(overview) {
       el("td", { class: "num", dataset: { field: "in_flight" }, text: account.in_flight }),
       el("td", { class: "num", text: account.load_15m.requests }),
       el("td", { class: "num", text: account.load_1h.requests }),
-      el("td", { class: "muted", text: account.last_error ? `${account.last_error}${account.last_error_at ? " · " + duration(serverNow() - account.last_error_at) + " ago" : ""}` : "" }),
+      el("td", { class: "muted last-error", title: account.last_error || "", text: account.last_error ? `${account.last_error}${account.last_error_at ? " · " + duration(serverNow() - account.last_error_at) + " ago" : ""}` : "" }),
       el("td", {}, actionCell(account)));
   });
   body.replaceChildren(...rows);
@@ -265,14 +266,15 @@ function drawChart(node, series, field, buckets) {
       node.append(rect);
     }
   });
-  const label = svg("text", { x: width - pad, y: 12, "text-anchor": "end", fill: "#7d8794", "font-size": 11 });
-  label.textContent = "max " + number(max);
+  const label = svg("text", { x: pad + 4, y: 14, fill: "#7d8794", "font-size": 11 });
+  label.textContent = "max " + number(max) + " per " + duration(state.bucketMs);
   node.append(label);
 }
 
 async function refreshSeries() {
   try {
     const series = await api("/api/series?range=" + state.range);
+    state.bucketMs = series.bucket_ms;
     drawChart(document.getElementById("chart-requests"), series.accounts, "requests", series.buckets);
     drawChart(document.getElementById("chart-tokens"), series.accounts, "tokens", series.buckets);
     document.getElementById("legend").replaceChildren(...series.accounts.map((s) => {
