@@ -87,6 +87,8 @@ fn serve_refuses_a_public_address_without_client_keys() {
     let out = sluice()
         .args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(&path)
+        // Not the user's own data directory: what is there is none of this test's business.
+        .env("SLUICE_DATA_DIR", dir.path().join("data"))
         .output()
         .unwrap();
     assert!(!out.status.success());
