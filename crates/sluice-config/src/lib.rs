@@ -13,6 +13,7 @@ mod locate;
 mod model;
 mod overrides;
 mod paths;
+mod prices;
 mod raw;
 mod render;
 mod secret;
@@ -31,6 +32,7 @@ pub use model::{
 };
 pub use overrides::{DATA_DIR_VAR, LISTEN_VAR, LOG_VAR};
 pub use paths::{CONFIG_PATH_VAR, ResolvedPath, resolve_path, resolve_path_with_env};
+pub use prices::{IncompletePrice, OTHER_FAMILY, Price, PriceOverride, PriceTable};
 pub use secret::{MASK, Secret};
 pub use validate::check_account_name;
 
@@ -401,6 +403,16 @@ max_request_body = 1000001
 switch_threshold = 0.75
 cooldown = "1m 30s"
 max_cooldown = "1h"
+
+[log]
+retention = "14d"
+
+[prices."claude-sonnet-4"]
+cache_read = 0.25
+
+[prices.glm-4]
+input = 0.6
+output = 2.2
 "#;
 
     #[test]
@@ -449,6 +461,7 @@ max_cooldown = "1h"
         assert_eq!(reparsed.queue, config.queue);
         assert_eq!(reparsed.scheduler, config.scheduler);
         assert_eq!(reparsed.log, config.log);
+        assert_eq!(reparsed.prices, config.prices);
         assert_eq!(reparsed.oauth, config.oauth);
         assert_eq!(reparsed.shutdown, config.shutdown);
         for (before, after) in config.accounts.iter().zip(&reparsed.accounts) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
+use crate::prices::PriceTable;
 use crate::secret::{MaskedUrl, Secret};
 
 /// Scheduler strategies the server knows how to run, the default first. Adding a
@@ -51,8 +52,10 @@ pub struct Config {
     pub queue: QueueSettings,
     /// Account selection.
     pub scheduler: SchedulerSettings,
-    /// Logging.
+    /// Logging and the request log.
     pub log: LogSettings,
+    /// What tokens cost, for usage estimates (built-in list prices plus `[prices]`).
+    pub prices: PriceTable,
     /// Upkeep of subscription (OAuth) accounts: token refresh and idle usage probes.
     pub oauth: OAuthSettings,
     /// Graceful shutdown.
@@ -77,6 +80,7 @@ impl Config {
             queue: QueueSettings::default(),
             scheduler: SchedulerSettings::default(),
             log: LogSettings::default(),
+            prices: PriceTable::default(),
             oauth: OAuthSettings::default(),
             shutdown: ShutdownSettings::default(),
             source: ConfigSource::Default,
@@ -741,17 +745,23 @@ impl Default for SchedulerSettings {
     }
 }
 
-/// Logging.
+/// Logging and the request log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     /// A `tracing` `EnvFilter` directive string, e.g. `"info,sluice=debug"`.
     pub level: String,
+    /// Keep a row per request in the store (`sluice usage`, the dashboard's charts).
+    pub requests: bool,
+    /// Request-log rows older than this are deleted.
+    pub retention: Duration,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            requests: true,
+            retention: Duration::from_secs(30 * 24 * 60 * 60),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! sizes, URLs, names) stay as text here and are checked in `validate`, which
 //! can then name the key and line in its errors.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -25,6 +26,7 @@ pub(crate) struct RawConfig {
     pub queue: RawQueue,
     pub scheduler: RawScheduler,
     pub log: RawLog,
+    pub prices: BTreeMap<String, RawPrice>,
     pub oauth: RawOAuth,
     pub shutdown: RawShutdown,
 }
@@ -154,6 +156,18 @@ pub(crate) struct RawScheduler {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawLog {
     pub level: Option<String>,
+    pub requests: Option<bool>,
+    pub retention: Option<RawDuration>,
+}
+
+/// One `[prices."model-prefix"]` table: US dollars per million tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPrice {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cache_write: Option<f64>,
+    pub cache_read: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

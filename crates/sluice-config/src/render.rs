@@ -161,7 +161,31 @@ pub(crate) fn masked_toml(config: &Config) -> String {
 
     let mut log = Table::new();
     log["level"] = value(config.log.level.as_str());
+    log["requests"] = value(config.log.requests);
+    log["retention"] = value(format_duration(config.log.retention));
     document["log"] = Item::Table(log);
+
+    // Only what the file changed: the built-in table is `sluice usage --prices`.
+    if !config.prices.overrides().is_empty() {
+        let mut prices = Table::new();
+        prices.set_implicit(true);
+        for (prefix, change) in config.prices.overrides() {
+            let mut table = Table::new();
+            let fields = [
+                ("input", change.input),
+                ("output", change.output),
+                ("cache_write", change.cache_write),
+                ("cache_read", change.cache_read),
+            ];
+            for (field, price) in fields {
+                if let Some(price) = price {
+                    table[field] = value(price);
+                }
+            }
+            prices[prefix.as_str()] = Item::Table(table);
+        }
+        document["prices"] = Item::Table(prices);
+    }
 
     let origin = match &config.source {
         ConfigSource::Default => "built-in defaults".to_owned(),

@@ -2,6 +2,7 @@
 //! secrets, and enforces every rule, reporting the first broken one with the
 //! key path and the line it sits on.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +15,8 @@ use crate::model::{
     AccountConfig, AccountOptions, AuthStyle, COMPATIBLE_DEFAULT_PRIORITY, Config, Credential,
     KNOWN_STRATEGIES, ProviderKind, Providers, quoted_list,
 };
-use crate::raw::{RawAccount, RawByteSize, RawConfig, RawDuration, RawProviders};
+use crate::prices::{PriceOverride, PriceTable};
+use crate::raw::{RawAccount, RawByteSize, RawConfig, RawDuration, RawPrice, RawProviders};
 use crate::secret::Secret;
 use crate::units::{parse_byte_size, parse_duration};
 
@@ -165,6 +167,15 @@ impl Checker<'_> {
             }
             config.log.level = level;
         }
+        if let Some(requests) = raw.log.requests {
+            config.log.requests = requests;
+        }
+        self.positive_duration(
+            "log.retention",
+            raw.log.retention,
+            &mut config.log.retention,
+        )?;
+        config.prices = self.prices(raw.prices)?;
 
         Ok(config)
     }
@@ -700,6 +711,43 @@ impl Checker<'_> {
         }
     }
 
+    fn prices(&self, raw: BTreeMap<String, RawPrice>) -> Result<PriceTable, ConfigError> {
+        let mut overrides = BTreeMap::new();
+        for (prefix, price) in raw {
+            let key = format!("prices.{prefix}");
+            if prefix.trim().is_empty() {
+                return Err(self.error(&key, "the model prefix must not be empty"));
+            }
+            let fields = [
+                ("input", price.input),
+                ("output", price.output),
+                ("cache_write", price.cache_write),
+                ("cache_read", price.cache_read),
+            ];
+            for (field, value) in fields {
+                if let Some(value) = value
+                    && !(value.is_finite() && value >= 0.0)
+                {
+                    return Err(self.error(
+                        &format!("{key}.{field}"),
+                        format!("must be a price in US dollars per million tokens, 0 or more, not {value}"),
+                    ));
+                }
+            }
+            overrides.insert(
+                prefix,
+                PriceOverride {
+                    input: price.input,
+                    output: price.output,
+                    cache_write: price.cache_write,
+                    cache_read: price.cache_read,
+                },
+            );
+        }
+        PriceTable::with_overrides(overrides)
+            .map_err(|error| self.error(&format!("prices.{}", error.prefix), error.to_string()))
+    }
+
     fn byte_size(&self, key: &str, size: RawByteSize) -> Result<u64, ConfigError> {
         let bytes = match size {
             RawByteSize::Bytes(bytes) => {
@@ -1150,6 +1198,51 @@ mod tests {
         }
         let config = parse("[scheduler]\nswitch_threshold = 1\n").expect("1 is allowed");
         assert_eq!(config.scheduler.switch_threshold, 1.0);
+    }
+
+    #[test]
+    fn request_log_settings() {
+        let config = parse("").expect("valid");
+        assert!(config.log.requests);
+        assert_eq!(config.log.retention.as_secs(), 30 * 24 * 3600);
+        let config = parse("[log]\nrequests = false\nretention = \"7d\"\n").expect("valid");
+        assert!(!config.log.requests);
+        assert_eq!(config.log.retention.as_secs(), 7 * 24 * 3600);
+        assert_fails(
+            "[log]\nretention = \"0s\"\n",
+            "log.retention",
+            2,
+            "longer than zero",
+        );
+    }
+
+    #[test]
+    fn price_rules() {
+        let config = parse(
+            "[prices.\"claude-sonnet-4\"]\ninput = 2.5\n\n[prices.glm-4]\ninput = 0.6\noutput = 2.2\n",
+        )
+        .expect("valid");
+        let (_, sonnet) = config.prices.lookup("claude-sonnet-4-5").unwrap();
+        assert_eq!((sonnet.input, sonnet.output), (2.5, 15.0));
+        assert_eq!(config.prices.family("glm-4.6"), "glm-4");
+        assert_fails(
+            "[prices.mystery]\ninput = 1.0\n",
+            "prices.mystery",
+            1,
+            "needs both `input` and `output`",
+        );
+        assert_fails(
+            "[prices.gpt-5]\n\noutput = -1.0\n",
+            "prices.gpt-5.output",
+            3,
+            "0 or more",
+        );
+        assert_fails(
+            "[prices.gpt-5]\nrate = 1.0\n",
+            "prices.gpt-5.rate",
+            2,
+            "unknown key `rate`",
+        );
     }
 
     #[test]

@@ -9,7 +9,13 @@
 //! Changing needs the configured `admin_key` (as `x-api-key` or `authorization: Bearer`), or
 //! a loopback peer sending `content-type: application/json`: a browser page cannot send that
 //! cross-origin without a CORS preflight, which sluice never grants, so a web page cannot
-//! forge the call.
+//! forge the call. A loopback peer must also have addressed sluice by a loopback name
+//! (`Host: localhost`, `127.0.0.1`, `[::1]`): a page whose own domain was made to resolve to
+//! 127.0.0.1 (DNS rebinding) is same-origin with sluice as far as the browser knows, but it
+//! still sends its own domain as the host.
+//!
+//! The same guard ([`may_change`], and [`may_read`] for the dashboard's reads) protects every
+//! state-changing call of the dashboard API.
 
 use std::net::SocketAddr;
 
@@ -96,10 +102,7 @@ pub async fn get_scheduler(State(app): State<AppState>, request: Request) -> Res
 }
 
 pub async fn put_scheduler(State(app): State<AppState>, request: Request) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
+    let peer = peer_of(&request);
     if !may_change(&app, request.headers(), peer) {
         return refuse(
             &app,
@@ -121,6 +124,13 @@ pub async fn put_scheduler(State(app): State<AppState>, request: Request) -> Res
         Ok(()) => Json(view(&app)).into_response(),
         Err(message) => refuse(&app, ErrorKind::InvalidRequest, message),
     }
+}
+
+/// Switch every pool to the strategy called `name` (what the terminal dashboard's routing
+/// menu does); the same checks and log line as `PUT /api/scheduler`.
+pub fn switch_strategy(app: &AppState, name: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "strategy": name }).to_string();
+    apply(app, &Bytes::from(body))
 }
 
 /// Validate the whole change first, then apply it to every pool: nothing changes when any
@@ -179,16 +189,57 @@ fn apply(app: &AppState, body: &Bytes) -> Result<(), String> {
 }
 
 /// The admin key, or a loopback peer with a JSON content type (a non-simple request).
-fn may_change(app: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+pub(crate) fn may_change(app: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    has_admin_key(app, headers) || (is_local(headers, peer) && is_json(headers))
+}
+
+/// The admin key, or a loopback peer (the dashboard and its API's reads).
+pub(crate) fn may_read(app: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    has_admin_key(app, headers) || is_local(headers, peer)
+}
+
+fn has_admin_key(app: &AppState, headers: &HeaderMap) -> bool {
     let config = app.config();
-    if let (Some(admin), Some(presented)) = (&config.admin_key, presented_key(headers)) {
-        let equal: bool = admin.expose().as_bytes().ct_eq(presented.as_bytes()).into();
-        if equal {
-            return true;
-        }
-    }
-    let loopback = peer.is_some_and(|p| p.ip().is_loopback());
-    loopback && is_json(headers)
+    let (Some(admin), Some(presented)) = (&config.admin_key, presented_key(headers)) else {
+        return false;
+    };
+    admin.expose().as_bytes().ct_eq(presented.as_bytes()).into()
+}
+
+/// A loopback peer that addressed sluice by a loopback name.
+fn is_local(headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    peer.is_some_and(|p| p.ip().is_loopback()) && loopback_host(headers)
+}
+
+/// Whether the `Host` header (if any: HTTP/1.0 clients send none, browsers always do) names
+/// this machine.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(http::header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let host = host.trim();
+    // Strip the port: `[::1]:8787`, `127.0.0.1:8787`, `localhost:8787`.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.');
+    name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The peer of a request, as the accept loop recorded it.
+pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -247,6 +298,43 @@ mod tests {
         assert!(may_change(&app, &keyed, Some(remote)));
         keyed.insert("x-api-key", "sk-admi".parse().unwrap());
         assert!(!may_change(&app, &keyed, Some(remote)));
+    }
+
+    #[test]
+    fn a_local_peer_must_name_a_local_host() {
+        let app = AppState::new(sluice_config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..sluice_config::Config::default()
+        })
+        .unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let with_host = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", "application/json".parse().unwrap());
+            headers.insert("host", host.parse().unwrap());
+            headers
+        };
+        for host in [
+            "127.0.0.1:8787",
+            "localhost:8787",
+            "LOCALHOST",
+            "[::1]:8787",
+            "127.0.0.2",
+            "app.localhost:80",
+        ] {
+            assert!(may_change(&app, &with_host(host), Some(local)), "{host}");
+            assert!(may_read(&app, &with_host(host), Some(local)), "{host}");
+        }
+        // DNS rebinding: the attacker's name resolved to 127.0.0.1.
+        for host in [
+            "evil.example:8787",
+            "127.0.0.1.evil.example",
+            "[::2]:1",
+            "10.0.0.1",
+        ] {
+            assert!(!may_change(&app, &with_host(host), Some(local)), "{host}");
+            assert!(!may_read(&app, &with_host(host), Some(local)), "{host}");
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
+pub mod manage;
+pub mod observe;
 pub mod provider;
 pub mod proxy;
 pub mod server;

@@ -1,4 +1,6 @@
-//! Accepting connections and shutting down gracefully.
+//! Accepting connections and shutting down gracefully; the routes sluice answers itself
+//! (`/healthz`, `/status`, `/metrics`, the dashboard and `/api`), everything else goes to the
+//! proxy.
 //!
 //! sluice runs its own accept loop (rather than `axum::serve`) to set `TCP_NODELAY` on every
 //! client socket, bound header reads, serve HTTP/1.1 and HTTP/2 on one port, and drain
@@ -18,10 +20,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::admin;
 use crate::proxy;
 use crate::state::AppState;
 use crate::status;
+use crate::{dashboard, observe};
 
 /// Longest wait for in-flight requests and streams to finish after shutdown begins.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(15);
@@ -32,10 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status::root).head(status::root))
         .route("/healthz", get(status::healthz))
         .route("/status", get(status::status_handler))
-        .route(
-            "/api/scheduler",
-            get(admin::get_scheduler).put(admin::put_scheduler),
-        )
+        .route("/metrics", get(observe::metrics::handler))
+        .merge(dashboard::routes())
         .fallback(any(proxy::handle))
         .with_state(state)
 }

@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::accounts::{AccountAuth, AccountOrigin, Runtime};
 use crate::auth::ClientKeys;
+use crate::observe::Telemetry;
 use crate::provider::{Provider, Providers, UpstreamIdentity, adapter_for};
 use crate::upstream;
 
@@ -144,6 +145,7 @@ struct Inner {
     providers: Providers,
     started_at: Instant,
     accounts: Runtime,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Cheaply cloneable handle to everything a running sluice shares.
@@ -218,6 +220,7 @@ impl AppState {
             client,
             providers,
             started_at: Instant::now(),
+            telemetry: Arc::new(Telemetry::new(store.is_some())),
             accounts: Runtime::new(store, config_path),
         })))
     }
@@ -259,6 +262,11 @@ impl AppState {
     /// Account upkeep: the store, refresh, probes, reload.
     pub fn accounts(&self) -> &Runtime {
         &self.0.accounts
+    }
+
+    /// Metrics, recent requests and the request log.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.0.telemetry
     }
 
     /// Swap in a new directory (accounts joined, left, renamed or changed).

@@ -14,7 +14,8 @@ use common::{plain_body, stream_body};
 use sluice_fake::{FakeAnthropic, FakeConfig, OAuthUser, Reply, TokenFault};
 use sluice_store::{
     AccountChange, DeclaredOAuth, Login, LoginSaved, NewAccount, OAuthTokens, QuotaRecord,
-    SaveOutcome, SqliteStore, Store, StoreError, StoreId, StoredAccount,
+    RequestLogRow, SaveOutcome, SqliteStore, Store, StoreError, StoreId, StoredAccount, UsageQuery,
+    UsageRow,
 };
 
 const USER: &str = "max@example.com";
@@ -199,6 +200,18 @@ impl Store for Witness {
     }
     fn quota(&self) -> Result<Vec<QuotaRecord>, StoreError> {
         self.inner.quota()
+    }
+    fn log_requests(&self, rows: &[RequestLogRow]) -> Result<(), StoreError> {
+        self.inner.log_requests(rows)
+    }
+    fn prune_requests(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.inner.prune_requests(before_ms, limit)
+    }
+    fn recent_requests(&self, limit: u32) -> Result<Vec<RequestLogRow>, StoreError> {
+        self.inner.recent_requests(limit)
+    }
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        self.inner.usage(query)
     }
     fn change_marker(&self) -> Result<u64, StoreError> {
         self.inner.change_marker()

@@ -11,6 +11,9 @@
 //! The trait is synchronous: every call is a short transaction. Async callers (the server's
 //! background tasks) run it on a blocking thread; the request path never calls it.
 //!
+//! It also keeps the request log (one row per proxied request, written in batches by a
+//! background task) and sums it up for `sluice usage` and the dashboard.
+//!
 //! [`DataDirLock`] makes sure only one sluice serves from a data directory: two would
 //! refresh the same rotating tokens and kill them.
 
@@ -18,7 +21,9 @@ mod error;
 mod lock;
 mod migrations;
 mod model;
+mod request_log;
 mod sqlite;
+mod sqlite_log;
 
 pub use error::StoreError;
 pub use lock::{DataDirLock, LOCK_FILE, LockError, RunningServer};
@@ -26,6 +31,7 @@ pub use model::{
     AccountChange, DeclaredOAuth, Login, LoginSaved, NewAccount, OAuthTokens, Origin, Profile,
     QuotaRecord, Removal, SaveOutcome, StoreId, StoredAccount, StoredCredential, fingerprint,
 };
+pub use request_log::{RequestLogRow, UsageKey, UsageQuery, UsageRow};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 /// Everything sluice keeps across restarts.
@@ -109,6 +115,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// All learned quota.
     fn quota(&self) -> Result<Vec<QuotaRecord>, StoreError>;
+
+    /// Append rows to the request log, all in one transaction.
+    fn log_requests(&self, rows: &[RequestLogRow]) -> Result<(), StoreError>;
+
+    /// Delete up to `limit` request-log rows from before `before_ms`; returns how many were
+    /// deleted (call again while it returns `limit`, so no single call holds the store long).
+    fn prune_requests(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
+
+    /// The newest request-log rows, newest first.
+    fn recent_requests(&self, limit: u32) -> Result<Vec<RequestLogRow>, StoreError>;
+
+    /// Request-log sums grouped as `query` says (always split by model too).
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
 
     /// A number that changes whenever another process (or connection) committed a change.
     /// Cheap enough to poll every second.

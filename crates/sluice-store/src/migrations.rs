@@ -62,4 +62,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN upstream_account TEXT;
     ALTER TABLE accounts ADD COLUMN project TEXT;
     "#,
+    // 3: the request log, one row per proxied request. `account_id` is the account's row
+    // when it has one (not a foreign key: a row outlives its account, and a write must never
+    // fail because the account was removed meanwhile); `account` is its name at the time.
+    r#"
+    CREATE TABLE request_log (
+        id                     INTEGER PRIMARY KEY,
+        at_ms                  INTEGER NOT NULL,
+        provider               TEXT    NOT NULL,
+        account_id             INTEGER,
+        account                TEXT,
+        client                 TEXT,
+        conversation           INTEGER,
+        model                  TEXT,
+        method                 TEXT    NOT NULL,
+        path                   TEXT    NOT NULL,
+        status                 INTEGER NOT NULL,
+        attempts               INTEGER NOT NULL,
+        failovers              TEXT,
+        latency_ms             REAL    NOT NULL,
+        ttfb_ms                REAL,
+        input_tokens           INTEGER NOT NULL DEFAULT 0,
+        output_tokens          INTEGER NOT NULL DEFAULT 0,
+        cache_creation_tokens  INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens      INTEGER NOT NULL DEFAULT 0,
+        error                  TEXT
+    );
+    CREATE INDEX request_log_by_time ON request_log (at_ms);
+    "#,
 ];

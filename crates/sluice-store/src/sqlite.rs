@@ -18,6 +18,8 @@ use crate::model::{
     AccountChange, DeclaredOAuth, Login, LoginSaved, NewAccount, OAuthTokens, Origin, Profile,
     QuotaRecord, Removal, SaveOutcome, StoreId, StoredAccount, StoredCredential,
 };
+use crate::request_log::{RequestLogRow, UsageQuery, UsageRow};
+use crate::sqlite_log;
 
 /// The database's file name inside the data directory.
 pub const DATABASE_FILE: &str = "sluice.db";
@@ -821,6 +823,25 @@ impl Store for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn log_requests(&self, rows: &[RequestLogRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(|transaction| sqlite_log::insert(transaction, rows))
+    }
+
+    fn prune_requests(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.write(|transaction| sqlite_log::prune(transaction, before_ms, limit))
+    }
+
+    fn recent_requests(&self, limit: u32) -> Result<Vec<RequestLogRow>, StoreError> {
+        sqlite_log::recent(&self.connection(), limit)
+    }
+
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        sqlite_log::usage(&self.connection(), query)
     }
 
     fn change_marker(&self) -> Result<u64, StoreError> {

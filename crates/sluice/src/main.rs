@@ -3,6 +3,7 @@
 
 mod command;
 mod logging;
+mod screen;
 
 use clap::Parser;
 

@@ -235,3 +235,118 @@ fn serve_drains_and_exits_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn usage_reports_the_request_log_with_estimated_costs() {
+    use sluice_store::{RequestLogRow, SqliteStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = write_config(
+        &dir,
+        &format!(
+            "data_dir = {:?}\n[prices.test-model]\ninput = 1.0\noutput = 10.0\n",
+            data.display().to_string()
+        ),
+    );
+    // Nothing logged yet: a clear sentence, not an error.
+    let out = sluice()
+        .args(["usage", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No requests"));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let row = |account: &str, model: &str, age_ms: i64, input: u64, output: u64| RequestLogRow {
+        at_ms: now - age_ms,
+        provider: "anthropic".into(),
+        account: Some(account.into()),
+        model: Some(model.into()),
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        status: 200,
+        attempts: 1,
+        latency_ms: 100.0,
+        input_tokens: input,
+        output_tokens: output,
+        ..RequestLogRow::default()
+    };
+    {
+        std::fs::create_dir_all(&data).unwrap();
+        let store = SqliteStore::open(&data).unwrap();
+        store
+            .log_requests(&[
+                row("work", "test-model-1", 60_000, 1_000_000, 100_000),
+                row("home", "test-model-1", 120_000, 500_000, 0),
+                row("home", "mystery-model", 180_000, 10, 10),
+                // Two days old: outside --since 24h.
+                row("work", "test-model-1", 2 * 86_400_000, 9_000_000, 0),
+            ])
+            .unwrap();
+    }
+
+    let out = sluice()
+        .args([
+            "usage", "--by", "account", "--json", "--since", "24h", "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let of = |name: &str| rows.iter().find(|r| r["key"] == name).unwrap().clone();
+    let work = of("work");
+    assert_eq!(work["requests"], 1);
+    assert_eq!(work["input_tokens"], 1_000_000);
+    // 1M input at $1/M plus 100k output at $10/M.
+    assert!(
+        (work["cost_usd"].as_f64().unwrap() - 2.0).abs() < 1e-9,
+        "{work}"
+    );
+    let home = of("home");
+    assert_eq!(home["requests"], 2);
+    assert_eq!(home["unpriced_requests"], 1);
+    assert!(
+        (home["cost_usd"].as_f64().unwrap() - 0.5).abs() < 1e-9,
+        "{home}"
+    );
+    assert_eq!(report["total"]["requests"], 3);
+
+    let out = sluice()
+        .args(["usage", "--by", "model", "--since", "7d", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("test-model-1"), "{table}");
+    assert!(table.contains("mystery-model"), "{table}");
+    assert!(table.contains("$11.50"), "{table}");
+    assert!(table.contains("without a price"), "{table}");
+
+    let out = sluice()
+        .args(["usage", "--since", "soon", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("soon"));
+}

@@ -43,7 +43,7 @@ pub use auth::{AccountAuth, AccountOrigin, AuthState};
 pub use refresh::{RefreshError, Trigger};
 pub use reload::{ReloadError, ReloadSummary, reload, reload_and_log};
 
-pub(crate) use sync::load_at_start;
+pub(crate) use sync::{load_at_start, sync_from_store};
 
 use crate::state::AppState;
 

@@ -137,6 +137,11 @@ fn start(
     let account = account.clone();
     app.accounts().track(async move {
         let result = run(&task_app, &account, trigger).await;
+        task_app.telemetry().metrics().token_refresh(
+            account.provider.as_str(),
+            &account.name,
+            result.is_ok(),
+        );
         // Clear the slot before announcing, so a late caller sees the new credential (or
         // the backoff) rather than a finished refresh to wait on.
         *account.auth.inflight.lock() = None;

@@ -204,6 +204,7 @@ impl Exchange {
             if !matches!(decision, Decision::Wait { .. }) && request.ticket.take().is_some() {
                 // Out of the queue (placed or refused): the next in line may go now.
                 self.place.left();
+                self.record.note_dequeued();
                 self.pool.changed.notify_waiters();
             }
             match decision {
@@ -234,6 +235,7 @@ impl Exchange {
                 } => {
                     request.ticket = Some(ticket);
                     self.place.hold(ticket);
+                    self.record.note_queued();
                     let now_instant = tokio::time::Instant::now();
                     if now_instant >= self.hold_deadline {
                         let retry = until.map(|u| now().until(u));
@@ -424,7 +426,10 @@ impl Exchange {
                 .headers(upstream.headers)
                 .body(upstream.body)
                 .send();
-            let response = match tokio::time::timeout(response_timeout, send).await {
+            let sent = std::time::Instant::now();
+            let answer = tokio::time::timeout(response_timeout, send).await;
+            self.record.note_upstream_answer(sent);
+            let response = match answer {
                 Err(_) => {
                     return transport_failure(
                         guard,

@@ -83,12 +83,13 @@ pub async fn handle(State(app): State<AppState>, request: Request) -> Response {
         body: &body,
     };
     let facts = route.provider.inspect_request(&client);
-    let record = RequestRecord::new(
+    let mut record = RequestRecord::new(
         parts.method.as_str(),
         parts.uri.path(),
         route.pool.as_str(),
         facts.model.clone(),
     );
+    record.attach(&app, &parts.headers, facts.conversation);
     let exchange = Exchange::new(
         app.clone(),
         &route,

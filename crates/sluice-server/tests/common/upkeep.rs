@@ -24,6 +24,8 @@ pub struct Upkeep {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     tasks: Option<Tasks>,
+    observe: Option<sluice_server::observe::Tasks>,
+    cancel: CancellationToken,
 }
 
 /// A config whose every provider URL is the fake's, with short timeouts, probing off.
@@ -151,7 +153,9 @@ impl Upkeep {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::with_store(config, store.clone()).expect("state builds");
-        let tasks = sluice_server::accounts::spawn_tasks(&state, CancellationToken::new());
+        let cancel = CancellationToken::new();
+        let tasks = sluice_server::accounts::spawn_tasks(&state, cancel.clone());
+        let observe = sluice_server::observe::spawn_tasks(&state, cancel.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sluice_server::serve_with_drain(
             listener,
@@ -176,6 +180,8 @@ impl Upkeep {
             stop: Some(stop),
             task: Some(task),
             tasks: Some(tasks),
+            observe: Some(observe),
+            cancel,
         }
     }
 
@@ -242,6 +248,10 @@ impl Upkeep {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        self.cancel.cancel();
+        if let Some(observe) = self.observe.take() {
+            observe.shutdown().await;
         }
         if let Some(tasks) = self.tasks.take() {
             tasks.shutdown(&self.state).await;

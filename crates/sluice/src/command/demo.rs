@@ -3,15 +3,22 @@
 //! up and reset on a short clock, occasional 429/529/500), sluice serves them on `--listen`,
 //! and an optional load generator drives Claude-Code-like traffic through it. Real clients
 //! can be pointed at it too.
+//!
+//! The accounts live in a store in a temporary data directory (deleted at exit), as if added
+//! with `sluice accounts add-key` or `sluice login`: the request log, `sluice usage`-style
+//! charts and the dashboards' account actions all work as they do for `sluice serve`. In a
+//! terminal the live dashboard shows the pool; `--no-tui` prints a status table instead.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_config::{AccountConfig, Config, Credential, ProviderKind};
+use sluice_config::{Config, Secret};
 use sluice_fake::{FakeAnthropic, FakeConfig, LoadGen, LoadGenConfig, SimAccount, SimStyle};
 use sluice_server::AppState;
+use sluice_store::{NewAccount, OAuthTokens, Profile, SqliteStore, Store, StoredCredential};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
@@ -29,17 +36,20 @@ pub struct Args {
     /// Seed for the simulated faults and token counts.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Seconds between status tables printed to stderr (0 = never).
+    /// Seconds between status tables printed to stderr without the dashboard (0 = never).
     #[arg(long, default_value_t = 5)]
     report_every: u64,
+    /// Plain output instead of the live terminal dashboard.
+    #[arg(long)]
+    no_tui: bool,
 }
 
-/// Tiers cycled through by the simulated accounts: (name, weight, header style).
-const TIERS: [(&str, u32, SimStyle); 4] = [
-    ("max20", 20, SimStyle::Subscription),
-    ("pro", 1, SimStyle::Subscription),
-    ("max5", 5, SimStyle::Subscription),
-    ("api", 5, SimStyle::ApiKey),
+/// Tiers cycled through by the simulated accounts: (name, plan, weight, header style).
+const TIERS: [(&str, &str, u32, SimStyle); 4] = [
+    ("max20", "max", 20, SimStyle::Subscription),
+    ("pro", "pro", 1, SimStyle::Subscription),
+    ("max5", "max", 5, SimStyle::Subscription),
+    ("api", "", 5, SimStyle::ApiKey),
 ];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -47,20 +57,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.traffic.is_finite() && args.traffic >= 0.0,
         "--traffic must be a number of requests per second, 0 or more"
     );
-    let _log = crate::logging::init("info");
+    let mut screen = crate::screen::Screen::init("info", args.no_tui);
     let runtime = super::runtime()?;
-    runtime.block_on(demo(args))
+    runtime.block_on(demo(args, &mut screen))
 }
 
-async fn demo(args: Args) -> anyhow::Result<ExitCode> {
+async fn demo(args: Args, screen: &mut crate::screen::Screen) -> anyhow::Result<ExitCode> {
     let fake = FakeAnthropic::start(FakeConfig::default())
         .context("could not start the simulated upstream")?;
+    let data_dir = tempfile::Builder::new()
+        .prefix("sluice-demo-")
+        .tempdir()
+        .context("could not create a temporary data directory")?;
     let mut config = Config {
         listen: args.listen,
+        data_dir: data_dir.path().to_path_buf(),
         ..Config::default()
     };
+    config.providers.anthropic.base_url =
+        fake.base_url().parse().context("simulated upstream URL")?;
+    // Every other Anthropic URL would be the real one: nothing here may call it.
+    config.oauth.usage_probe_interval = Duration::ZERO;
+    let store = SqliteStore::open(data_dir.path())?;
     for i in 0..args.accounts {
-        let (tier, weight, style) = TIERS[i as usize % TIERS.len()];
+        let (tier, plan, weight, style) = TIERS[i as usize % TIERS.len()];
         let name = format!("demo-{tier}-{}", i + 1);
         let key = format!("sk-ant-demo-{}-{}", tier, i + 1);
         fake.add_account(&key);
@@ -69,26 +89,28 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             simulated(weight, style, args.seed.wrapping_add(u64::from(i))),
         );
         let credential = match style {
-            SimStyle::ApiKey => Credential::ApiKey(key.into()),
+            SimStyle::ApiKey => StoredCredential::ApiKey(Secret::from(key)),
             SimStyle::Subscription => {
                 fake.set_oauth(&key, true);
-                Credential::OAuth {
-                    access_token: key.into(),
+                StoredCredential::OAuth(OAuthTokens {
+                    access_token: Secret::from(key),
                     refresh_token: None,
                     expires_at_ms: None,
-                }
+                })
             }
         };
-        config.accounts.push(AccountConfig {
+        store.add_account(NewAccount {
             name,
-            provider: ProviderKind::Anthropic,
+            provider: "anthropic".to_owned(),
             credential,
-            upstream: Some(fake.base_url().parse().context("simulated upstream URL")?),
             priority: 0,
             weight,
             enabled: true,
-            options: Default::default(),
-        });
+            profile: Profile {
+                plan: (!plan.is_empty()).then(|| plan.to_owned()),
+                ..Profile::default()
+            },
+        })?;
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -101,24 +123,31 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         })?;
     let listen = listener.local_addr()?;
     config.listen = listen;
-    let state = AppState::new(config)?;
+    let state = AppState::with_store(config, Arc::new(store))?;
     let stop = CancellationToken::new();
+    let cancel = CancellationToken::new();
+    let tasks = sluice_server::accounts::spawn_tasks(&state, cancel.clone());
+    let observe = sluice_server::observe::spawn_tasks(&state, cancel.clone());
 
-    eprintln!(
-        "sluice demo: {} simulated accounts behind http://{listen}",
-        args.accounts
-    );
-    eprintln!(
-        "  simulated upstream: {} (quota windows: 5 min / 35 min)",
-        fake.base_url()
-    );
-    eprintln!(
-        "  try it:   curl -N http://{listen}/v1/messages -H 'content-type: application/json' \\"
-    );
-    eprintln!(
-        "              -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
-    );
-    eprintln!("  status:   curl http://{listen}/status   ·   Ctrl-C to stop");
+    if !screen.is_dashboard() {
+        eprintln!(
+            "sluice demo: {} simulated accounts behind http://{listen}",
+            args.accounts
+        );
+        eprintln!(
+            "  simulated upstream: {} (quota windows: 5 min / 35 min)",
+            fake.base_url()
+        );
+        eprintln!("  dashboard: http://{listen}/dashboard");
+        eprintln!(
+            "  try it:   curl -N http://{listen}/v1/messages -H 'content-type: application/json' \\"
+        );
+        eprintln!(
+            "              -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+        );
+        eprintln!("  status:   curl http://{listen}/status   ·   Ctrl-C to stop");
+    }
+    tracing::info!(%listen, accounts = args.accounts, "sluice demo is serving (dashboard at /dashboard)");
 
     let traffic = if args.traffic > 0.0 {
         Some(LoadGen::spawn(
@@ -137,7 +166,11 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let reporter = {
         let state = state.clone();
         let stop = stop.clone();
-        let every = Duration::from_secs(args.report_every);
+        let every = if screen.is_dashboard() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(args.report_every)
+        };
         tokio::spawn(async move {
             if every.is_zero() {
                 return;
@@ -156,15 +189,21 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         })
     };
 
+    let quit = CancellationToken::new();
+    screen.start(&state, quit.clone());
     let shutdown = {
         let stop = stop.clone();
         async move {
-            super::shutdown_signal().await;
+            super::quit_signal(quit).await;
             stop.cancel();
         }
     };
-    sluice_server::serve(listener, state, shutdown).await?;
+    sluice_server::serve(listener, state.clone(), shutdown).await?;
     reporter.abort();
+    cancel.cancel();
+    observe.shutdown().await;
+    tasks.shutdown(&state).await;
+    screen.finish();
     if let Some(traffic) = traffic {
         let stats = traffic.snapshot();
         eprintln!(

@@ -13,6 +13,7 @@ mod run;
 mod serve;
 mod simulate;
 mod status;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,8 @@ enum Command {
     Env(env::Args),
     /// Start a CLI wired through sluice: `sluice run [claude|codex|gemini] -- [its args]`.
     Run(run::Args),
+    /// What the pool used and what it would have cost, from the request log.
+    Usage(usage::Args),
 }
 
 /// Where `--config` points, shared by subcommands that read the configuration.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload(args) => reload::run(args),
         Command::Env(args) => env::run(args),
         Command::Run(args) => run::run(args),
+        Command::Usage(args) => usage::run(args),
     }
 }
 
@@ -89,6 +93,16 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_name("sluice")
         .build()?)
+}
+
+/// Resolve when the process is asked to stop or the user quits from the dashboard; either
+/// way `quit` is cancelled then, so the dashboard shows the drain.
+pub async fn quit_signal(quit: tokio_util::sync::CancellationToken) {
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = quit.cancelled() => {}
+    }
+    quit.cancel();
 }
 
 /// Resolve when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -4,7 +4,8 @@
 //! the same rotating tokens), opens the store, starts the account upkeep tasks, and serves
 //! until SIGINT or SIGTERM: then it stops accepting, lets requests and streams in flight
 //! finish (up to `shutdown.drain`), lets token refreshes under way commit, saves what it
-//! learned and exits 0. SIGHUP reloads the config file.
+//! learned and exits 0. SIGHUP reloads the config file. In a terminal it shows the live
+//! dashboard (`q` quits the same way); `--no-tui`, or no terminal, gives plain log lines.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ pub struct Args {
     /// Address to listen on (overrides `listen` in the config).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Plain log lines instead of the live terminal dashboard.
+    #[arg(long)]
+    no_tui: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let _log = crate::logging::init(&config.log.level);
+    let mut screen = crate::screen::Screen::init(&config.log.level, args.no_tui);
     let runtime = super::runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -45,15 +49,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let accounts = state.directory().iter().count();
         let cancel = CancellationToken::new();
         let tasks = sluice_server::accounts::spawn_tasks(&state, cancel.clone());
+        let observe = sluice_server::observe::spawn_tasks(&state, cancel.clone());
         let hangups = tokio::spawn(reload_on_hangup(state.clone(), cancel.clone()));
         tracing::info!(%listen, accounts, "sluice is serving");
-        eprintln!("sluice listening on http://{listen} with {accounts} account(s)");
-        eprintln!("point Claude Code at it:  eval \"$(sluice env)\"   or   sluice run");
-        sluice_server::serve_with_drain(listener, state.clone(), super::shutdown_signal(), drain)
+        if !screen.is_dashboard() {
+            eprintln!("sluice listening on http://{listen} with {accounts} account(s)");
+            eprintln!("point Claude Code at it:  eval \"$(sluice env)\"   or   sluice run");
+            eprintln!("dashboard: http://{listen}/dashboard");
+        }
+        let quit = CancellationToken::new();
+        screen.start(&state, quit.clone());
+        sluice_server::serve_with_drain(listener, state.clone(), super::quit_signal(quit), drain)
             .await?;
         cancel.cancel();
         let _ = hangups.await;
+        observe.shutdown().await;
         tasks.shutdown(&state).await;
+        screen.finish();
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
