@@ -1,6 +1,6 @@
-//! The accept loop the Codex, Gemini and OpenAI fakes share: HTTP/1.1 keep-alive or h2c on
-//! an ephemeral port, `TCP_NODELAY`, and a cancellation token that stops accepting and cuts
-//! every open connection (hanging replies included).
+//! The accept loop every fake shares (Anthropic, Codex, Gemini, OpenAI): HTTP/1.1
+//! keep-alive or h2c on an ephemeral port, `TCP_NODELAY`, and a cancellation token that stops
+//! accepting and cuts every open connection (hanging replies included).
 
 use std::future::Future;
 use std::io;

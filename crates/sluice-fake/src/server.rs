@@ -7,17 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::handler::{Shared, handle};
+use crate::listen::{Handler, Running};
 use crate::oauth::{IssuedTokens, OAuthCounts, OAuthServer, OAuthUser, TokenFault, UsageFault};
 use crate::quota::QuotaHeaders;
 use crate::record::{RecordedRequest, RequestLog};
@@ -100,18 +95,13 @@ impl FakeConfig {
 /// [`shutdown`]: FakeAnthropic::shutdown
 #[derive(Debug)]
 pub struct FakeAnthropic {
-    addr: SocketAddr,
+    running: Running,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
 impl FakeAnthropic {
     /// Bind and start serving. Must be called from within a tokio runtime.
     pub fn start(config: FakeConfig) -> io::Result<Self> {
-        let std_listener = std::net::TcpListener::bind(config.addr)?;
-        std_listener.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(std_listener)?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             accounts: Accounts::default(),
             log: RequestLog::new(config.max_recorded_requests),
@@ -125,9 +115,13 @@ impl FakeAnthropic {
         for key in &config.accounts {
             shared.accounts.upsert(key, |_| ());
         }
-        let task = tokio::spawn(serve(listener, shared.clone()));
-        debug!(%addr, "fake anthropic listening");
-        Ok(Self { addr, shared, task })
+        let handler_shared = shared.clone();
+        let handler: Handler = Arc::new(move |req| {
+            let shared = handler_shared.clone();
+            Box::pin(async move { handle(&shared, req).await })
+        });
+        let running = Running::start(config.addr, shared.cancel.clone(), handler, "anthropic")?;
+        Ok(Self { running, shared })
     }
 
     /// Start with [`FakeConfig::default`] plus the given known credentials.
@@ -143,12 +137,12 @@ impl FakeAnthropic {
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.running.addr
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.running.addr)
     }
 
     /// `base_url() + path`.
@@ -163,8 +157,7 @@ impl FakeAnthropic {
 
     /// Stop accepting and abort all connections (hanging requests are cut).
     pub fn shutdown(&self) {
-        self.shared.cancel.cancel();
-        self.task.abort();
+        self.running.shutdown();
     }
 
     /// Whether [`FakeAnthropic::shutdown`] was called.
@@ -358,41 +351,5 @@ impl FakeAnthropic {
 impl Drop for FakeAnthropic {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Accept loop; dropping it (abort) drops the `JoinSet`, which aborts every connection task.
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        warn!(error = %e, "fake: accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = stream.set_nodelay(true) {
-                    debug!(error = %e, "fake: set_nodelay failed");
-                }
-                let shared = shared.clone();
-                let builder = builder.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { handle(&shared, req).await }
-                    });
-                    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
-                        debug!(%peer, error = %e, "fake: connection ended with error");
-                    }
-                });
-            }
-        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Deserialize;
 use sluice_config::{AnthropicEndpoints, Config, ProviderKind, Secret};
-use sluice_scheduler::headers::{parse_reset, parse_retry_after};
+use sluice_scheduler::headers::parse_reset;
 use sluice_scheduler::{QuotaObservation, Timestamp};
 use sluice_store::{OAuthTokens, Profile};
 use url::Url;
@@ -271,11 +271,8 @@ async fn post_token(
                 }
             })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, crate::state::now()));
+        let retry_after =
+            crate::provider::retry_after_header(response.headers(), crate::state::now());
         let bytes = response
             .bytes()
             .await
@@ -456,11 +453,8 @@ pub(crate) async fn call_json(
             .map_err(|_| InfoError::Transport)?;
         let status = response.status();
         if status == http::StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, crate::state::now()));
+            let retry_after =
+                crate::provider::retry_after_header(response.headers(), crate::state::now());
             return Err(InfoError::RateLimited { retry_after });
         }
         if !status.is_success() {

@@ -14,7 +14,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use sluice_config::{Credential, ProviderKind};
-use sluice_scheduler::headers::{parse_anthropic_headers, parse_retry_after};
+use sluice_scheduler::headers::parse_anthropic_headers;
 use sluice_scheduler::weight::request_weight;
 use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp};
 
@@ -23,6 +23,7 @@ use super::{
     forwardable_request_headers,
 };
 use crate::error::{ErrorKind, ProxyError};
+use crate::provider::retry_after_header;
 
 /// The beta flag a subscription (OAuth) token needs on every call.
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
@@ -182,10 +183,7 @@ impl Provider for Anthropic {
         body: &[u8],
         now: Timestamp,
     ) -> Option<Outcome> {
-        let retry_after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, now));
+        let retry_after = retry_after_header(headers, now);
         match status.as_u16() {
             429 => Some(Outcome::RateLimited {
                 status: 429,
@@ -368,17 +366,7 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::provider::test_support::headers;
 
     #[test]
     fn routes_by_path() {

@@ -29,7 +29,6 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_config::{Credential, ProviderKind};
-use sluice_scheduler::headers::parse_retry_after;
 use sluice_scheduler::{
     AccountSnapshot, ConversationKey, Outcome, PoolSnapshot, QuotaObservation, Timestamp,
 };
@@ -44,6 +43,7 @@ use super::{
     RouteKind, StreamReport, UpstreamRequest, forwardable_request_headers, session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
+use crate::provider::retry_after_header;
 
 /// The ChatGPT backend's Codex base; requests go to `{base}/responses`.
 pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
@@ -211,10 +211,7 @@ impl Provider for Codex {
         body: &[u8],
         now: Timestamp,
     ) -> Option<Outcome> {
-        let retry_after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, now));
+        let retry_after = retry_after_header(headers, now);
         match status.as_u16() {
             429 => Some(Outcome::RateLimited {
                 status: 429,
@@ -502,47 +499,19 @@ pub fn pooled_usage(pool: &PoolSnapshot, now: Timestamp) -> serde_json::Value {
 mod tests {
     use std::time::Duration;
 
-    use http::HeaderName;
     use sluice_scheduler::{AccountSpec, CredentialKind, Pool, PoolConfig};
 
     use super::*;
     use crate::provider::UpstreamIdentity;
+    use crate::provider::test_support::{captured, headers};
 
     const POOL: ProviderKind = ProviderKind::Codex;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
     fn fixture(name: &str) -> (HeaderMap, Bytes, serde_json::Value) {
-        let text = std::fs::read_to_string(format!(
-            "{}/../../fixtures/client-requests/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let mut map = HeaderMap::new();
-        for pair in value["headers"].as_array().unwrap() {
-            map.append(
-                HeaderName::from_bytes(pair[0].as_str().unwrap().to_ascii_lowercase().as_bytes())
-                    .unwrap(),
-                HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
-            );
-        }
-        let body = if value["body"].is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(value["body"].to_string())
-        };
-        (map, body, value)
+        let captured = captured(name);
+        let body = captured.body_bytes();
+        (captured.headers, body, captured.raw)
     }
 
     #[test]

@@ -270,21 +270,11 @@ pub fn carries_anthropic_signatures(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderName, Method};
+    use http::Method;
 
     use super::*;
     use crate::provider::UpstreamIdentity;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::provider::test_support::headers;
 
     fn glm_map() -> ModelMap {
         ModelMap::new([

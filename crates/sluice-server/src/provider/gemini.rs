@@ -865,41 +865,12 @@ fn error_json(error: &ProxyError) -> Bytes {
 mod tests {
     use std::time::Duration;
 
-    use http::HeaderName;
-
     use super::*;
     use crate::provider::UpstreamIdentity;
+    use crate::provider::test_support::captured as fixture;
 
     const POOL: ProviderKind = ProviderKind::Gemini;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
-
-    struct Captured {
-        headers: HeaderMap,
-        path: String,
-        body: serde_json::Value,
-    }
-
-    fn fixture(name: &str) -> Captured {
-        let text = std::fs::read_to_string(format!(
-            "{}/../../fixtures/client-requests/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let mut headers = HeaderMap::new();
-        for pair in value["headers"].as_array().unwrap() {
-            headers.append(
-                HeaderName::from_bytes(pair[0].as_str().unwrap().to_ascii_lowercase().as_bytes())
-                    .unwrap(),
-                HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
-            );
-        }
-        Captured {
-            headers,
-            path: value["path"].as_str().unwrap().to_owned(),
-            body: value["body"].clone(),
-        }
-    }
 
     fn facts(
         dialect: Dialect,

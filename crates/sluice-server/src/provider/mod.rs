@@ -21,6 +21,9 @@ pub mod gemini;
 pub mod openai;
 pub mod routing;
 mod signals;
+pub(crate) use signals::retry_after_header;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 

@@ -16,7 +16,6 @@ use http::header::HeaderValue;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use sluice_config::{Credential, ProviderKind};
-use sluice_scheduler::headers::parse_retry_after;
 use sluice_scheduler::quota::Bucket;
 use sluice_scheduler::{ConversationKey, Outcome, QuotaObservation, Timestamp, TokenTotals};
 
@@ -26,6 +25,7 @@ use super::{
     session_header,
 };
 use crate::error::{ErrorKind, ProxyError};
+use crate::provider::retry_after_header;
 
 /// The public OpenAI API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com";
@@ -232,10 +232,7 @@ pub(crate) fn classify_openai_failure(
     body: &[u8],
     now: Timestamp,
 ) -> Option<Outcome> {
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, now));
+    let retry_after = retry_after_header(headers, now);
     let error = ErrorFields::parse(body);
     match status.as_u16() {
         429 if error.is("insufficient_quota") => Some(Outcome::RateLimited {
@@ -525,41 +522,18 @@ pub(crate) fn error_response(error: &ProxyError) -> (StatusCode, HeaderMap, Byte
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderName;
 
     use super::*;
+    use crate::provider::test_support::{captured, headers};
     use crate::provider::{AccountContext, ClientRequest, UpstreamIdentity};
 
     const POOL: ProviderKind = ProviderKind::OpenAI;
     const NOW: Timestamp = Timestamp::from_secs(1_767_000_000);
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
     fn fixture(name: &str) -> (HeaderMap, Bytes) {
-        let text = std::fs::read_to_string(format!(
-            "{}/../../fixtures/client-requests/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let mut map = HeaderMap::new();
-        for pair in value["headers"].as_array().unwrap() {
-            map.append(
-                HeaderName::from_bytes(pair[0].as_str().unwrap().to_ascii_lowercase().as_bytes())
-                    .unwrap(),
-                HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
-            );
-        }
-        (map, Bytes::from(value["body"].to_string()))
+        let captured = captured(name);
+        let body = captured.body_bytes();
+        (captured.headers, body)
     }
 
     #[test]

@@ -132,20 +132,9 @@ pub fn route(
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderName, HeaderValue};
 
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
+    use crate::provider::test_support::headers;
 
     fn pool_of(
         method: Method,

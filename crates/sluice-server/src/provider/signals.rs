@@ -7,7 +7,18 @@
 
 use std::time::Duration;
 
+use http::HeaderMap;
 use sluice_scheduler::Timestamp;
+use sluice_scheduler::headers::parse_retry_after;
+
+/// The delay a `retry-after` header asks for (seconds or an HTTP date), read leniently and
+/// clamped like every other retry signal; `None` when absent or unreadable.
+pub(crate) fn retry_after_header(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, now))
+}
 
 /// Parse a duration written as one or more `<number><unit>` terms (`1h2m3.5s`, `900ms`,
 /// `37s`, `0.5s`). A bare number is seconds. `None` for anything else.

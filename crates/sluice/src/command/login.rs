@@ -113,27 +113,18 @@ async fn anthropic(
 ) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
     let endpoints = &config.providers.anthropic;
     let pkce = Pkce::generate();
-    let listener = if no_browser || browser_command().is_none() {
-        None
-    } else {
-        Some(
-            TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .context("could not listen for the login's redirect")?,
-        )
-    };
-    let redirect_uri = match &listener {
-        Some(listener) => format!(
-            "http://localhost:{}/callback",
-            listener.local_addr()?.port()
-        ),
-        None => endpoints.manual_redirect_url.to_string(),
-    };
+    let (listener, redirect_uri) = redirect_target(
+        no_browser,
+        "localhost",
+        "/callback",
+        endpoints.manual_redirect_url.as_str(),
+    )
+    .await?;
     let url = oauth::authorize_url(endpoints, &redirect_uri, &pkce);
     let code = obtain_code(
         &url,
         "Claude",
-        listener.map(|l| (l, "/callback".to_owned())),
+        listener,
         &pkce,
         "the code the page shows (code#state)",
     )
@@ -230,6 +221,25 @@ pub fn codex_login(
     Ok((tokens, profile, identity.weight()))
 }
 
+/// Where the login page sends the browser back. With a browser to open, a loopback listener
+/// (the redirect URI names it as `http://{host}:{port}{path}`); without one, the provider's
+/// page that shows the code for the user to paste.
+async fn redirect_target(
+    no_browser: bool,
+    host: &str,
+    path: &str,
+    manual_redirect_url: &str,
+) -> anyhow::Result<(Option<(TcpListener, String)>, String)> {
+    if no_browser || browser_command().is_none() {
+        return Ok((None, manual_redirect_url.to_owned()));
+    }
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("could not listen for the login's redirect")?;
+    let redirect_uri = format!("http://{host}:{}{path}", listener.local_addr()?.port());
+    Ok((Some((listener, path.to_owned())), redirect_uri))
+}
+
 async fn gemini(
     client: &reqwest::Client,
     config: &Config,
@@ -237,31 +247,15 @@ async fn gemini(
 ) -> anyhow::Result<(OAuthTokens, Profile, u32)> {
     let endpoints = &config.providers.gemini;
     let pkce = Pkce::generate();
-    let listener = if no_browser || browser_command().is_none() {
-        None
-    } else {
-        Some(
-            TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .context("could not listen for the login's redirect")?,
-        )
-    };
-    let redirect_uri = match &listener {
-        Some(listener) => format!(
-            "http://127.0.0.1:{}/oauth2callback",
-            listener.local_addr()?.port()
-        ),
-        None => endpoints.manual_redirect_url.to_string(),
-    };
-    let url = google::authorize_url(endpoints, &redirect_uri, &pkce);
-    let code = obtain_code(
-        &url,
-        "Google",
-        listener.map(|l| (l, "/oauth2callback".to_owned())),
-        &pkce,
-        "the code the page shows",
+    let (listener, redirect_uri) = redirect_target(
+        no_browser,
+        "127.0.0.1",
+        "/oauth2callback",
+        endpoints.manual_redirect_url.as_str(),
     )
     .await?;
+    let url = google::authorize_url(endpoints, &redirect_uri, &pkce);
+    let code = obtain_code(&url, "Google", listener, &pkce, "the code the page shows").await?;
     let grant = oauth::exchange_code_with(
         client,
         &TokenServer::google(endpoints),
