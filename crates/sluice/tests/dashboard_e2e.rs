@@ -21,10 +21,27 @@ use tokio_tungstenite::tungstenite::Message;
 /// Long enough for a loaded two-core machine; these are deadlines, not measurements.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A child stopped when dropped (also while unwinding a panic): asked with SIGTERM first, so
+/// `sluice demo` removes its temporary store, and killed if it has not gone within a few
+/// seconds.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        use rustix::process::{Pid, Signal, kill_process};
+        let asked = i32::try_from(self.0.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .is_some_and(|pid| kill_process(pid, Signal::TERM).is_ok());
+        if asked {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
