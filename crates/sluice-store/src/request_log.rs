@@ -10,19 +10,23 @@ use serde::Serialize;
 
 use crate::model::StoreId;
 
-/// One proxied request.
+/// One proxied request. Serialized as the dashboard API shows it: without the store's account
+/// id, and with the conversation hash as 16 hex digits (a 64-bit number does not survive
+/// JavaScript).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RequestLogRow {
     /// When the request arrived, in milliseconds since the Unix epoch.
     pub at_ms: i64,
     pub provider: String,
     /// The account's store row, when it has one: usage follows it across renames.
+    #[serde(skip)]
     pub account_id: Option<StoreId>,
     /// The account that served (or last failed) it, as it was named then.
     pub account: Option<String>,
     /// Which client key was presented (an identifier derived from it), when keys are in use.
     pub client: Option<String>,
     /// The conversation's hashed key.
+    #[serde(serialize_with = "conversation_as_hex")]
     pub conversation: Option<u64>,
     pub model: Option<String>,
     pub method: String,
@@ -44,6 +48,16 @@ pub struct RequestLogRow {
     /// A bounded error class (`rate_limited`, `client_error`, `client_gone`, …) when the
     /// request did not end well.
     pub error: Option<String>,
+}
+
+fn conversation_as_hex<S: serde::Serializer>(
+    conversation: &Option<u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match conversation {
+        Some(hash) => serializer.serialize_str(&format!("{hash:016x}")),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// What usage is grouped by (besides the model, which every row keeps for pricing).

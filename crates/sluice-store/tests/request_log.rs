@@ -172,3 +172,19 @@ fn writing_the_log_does_not_look_like_an_account_change() {
     store.log_requests(&[row(1, "a", "m", 1, 1)]).unwrap();
     assert_eq!(store.change_marker().unwrap(), marker);
 }
+
+#[test]
+fn a_row_serializes_as_the_api_shows_it() {
+    let mut served = row(HOUR_MS, "work", "claude-sonnet-4-5", 10, 20);
+    served.conversation = Some(0x00ab_cdef_0123_4567);
+    served.account_id = Some(sluice_store::StoreId(7));
+    let json = serde_json::to_value(&served).unwrap();
+    // JavaScript numbers lose a 64-bit hash; the store's own row id is none of a client's business.
+    assert_eq!(json["conversation"], "00abcdef01234567");
+    assert!(json.get("account_id").is_none(), "{json}");
+    assert_eq!(json["account"], "work");
+    assert_eq!(json["input_tokens"], 10);
+
+    let anonymous = row(HOUR_MS, "work", "claude-sonnet-4-5", 0, 0);
+    assert!(serde_json::to_value(&anonymous).unwrap()["conversation"].is_null());
+}

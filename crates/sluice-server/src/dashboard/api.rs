@@ -88,63 +88,15 @@ pub async fn overview(State(app): State<AppState>, request: Request) -> Response
     Json(snapshot(&app)).into_response()
 }
 
-/// A request as the API shows it: the log row, with the conversation hash as hex (a 64-bit
-/// number does not survive JavaScript).
-#[derive(Serialize)]
-pub struct RequestView {
-    pub at_ms: i64,
-    pub provider: String,
-    pub account: Option<String>,
-    pub client: Option<String>,
-    pub conversation: Option<String>,
-    pub model: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub attempts: u32,
-    pub failovers: Vec<String>,
-    pub latency_ms: f64,
-    pub ttfb_ms: Option<f64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub error: Option<String>,
-}
-
-impl From<&RequestLogRow> for RequestView {
-    fn from(row: &RequestLogRow) -> Self {
-        RequestView {
-            at_ms: row.at_ms,
-            provider: row.provider.clone(),
-            account: row.account.clone(),
-            client: row.client.clone(),
-            conversation: row.conversation.map(|c| format!("{c:016x}")),
-            model: row.model.clone(),
-            method: row.method.clone(),
-            path: row.path.clone(),
-            status: row.status,
-            attempts: row.attempts,
-            failovers: row.failovers.clone(),
-            latency_ms: row.latency_ms,
-            ttfb_ms: row.ttfb_ms,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cache_creation_tokens: row.cache_creation_tokens,
-            cache_read_tokens: row.cache_read_tokens,
-            error: row.error.clone(),
-        }
-    }
-}
-
 #[derive(Deserialize)]
 pub struct RequestsQuery {
     limit: Option<usize>,
 }
 
+/// The recent requests, newest first; each row serializes as the API shows it.
 #[derive(Serialize)]
-struct Requests {
-    requests: Vec<RequestView>,
+struct Requests<'a> {
+    requests: Vec<&'a RequestLogRow>,
 }
 
 pub async fn requests(
@@ -158,7 +110,7 @@ pub async fn requests(
     let limit = query.limit.unwrap_or(50).min(RECENT_REQUESTS);
     let requests = app.telemetry().recent().requests(limit);
     Json(Requests {
-        requests: requests.iter().map(|r| RequestView::from(&**r)).collect(),
+        requests: requests.iter().map(|row| &**row).collect(),
     })
     .into_response()
 }
