@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api_reply::ApiReply;
 use crate::body::FakeBody;
 use crate::clock::Clock;
-use crate::listen::{Handler, Running};
+use crate::listen::{Running, handler};
 use crate::record::{RecordedRequest, RequestLog};
 use crate::wire::{
     ApiRequest, PendingLogin, approve_login, bearer, data_event, json as json_response,
@@ -132,10 +132,8 @@ impl FakeGemini {
             clock: config.clock,
             cancel: cancel.clone(),
         });
-        let handler_shared = shared.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let shared = handler_shared.clone();
-            Box::pin(async move { handle(&shared, req).await })
+        let handler = handler(shared.clone(), |shared, req| async move {
+            handle(&shared, req).await
         });
         let running = Running::start(config.addr, cancel, handler, "gemini")?;
         Ok(FakeGemini { running, shared })

@@ -30,6 +30,16 @@ pub(crate) type Handler = Arc<
         + Sync,
 >;
 
+/// A [`Handler`] that hands every request, with the fake's shared state, to `handle`.
+pub(crate) fn handler<S, F, Fut>(shared: Arc<S>, handle: F) -> Handler
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = io::Result<Response<FakeBody>>> + Send + 'static,
+{
+    Arc::new(move |req| Box::pin(handle(shared.clone(), req)))
+}
+
 /// A listening fake server.
 #[derive(Debug)]
 pub(crate) struct Running {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api_reply::ApiReply;
 use crate::body::FakeBody;
 use crate::clock::Clock;
-use crate::listen::{Handler, Running};
+use crate::listen::{Running, handler};
 use crate::record::{RecordedRequest, RequestLog};
 use crate::responses_wire::{
     ResponseIds, failed_event, response_object, stream_events, wants_stream,
@@ -139,10 +139,8 @@ impl FakeOpenAI {
             clock: config.clock,
             cancel: cancel.clone(),
         });
-        let handler_shared = shared.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let shared = handler_shared.clone();
-            Box::pin(async move { handle(&shared, req).await })
+        let handler = handler(shared.clone(), |shared, req| async move {
+            handle(&shared, req).await
         });
         let running = Running::start(config.addr, cancel, handler, "openai")?;
         Ok(FakeOpenAI { running, shared })

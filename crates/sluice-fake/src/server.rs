@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::handler::{Shared, handle};
-use crate::listen::{Handler, Running};
+use crate::listen::{Running, handler};
 use crate::oauth::{IssuedTokens, OAuthCounts, OAuthServer, OAuthUser, TokenFault, UsageFault};
 use crate::quota::QuotaHeaders;
 use crate::record::{RecordedRequest, RequestLog};
@@ -115,10 +115,8 @@ impl FakeAnthropic {
         for key in &config.accounts {
             shared.accounts.upsert(key, |_| ());
         }
-        let handler_shared = shared.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let shared = handler_shared.clone();
-            Box::pin(async move { handle(&shared, req).await })
+        let handler = handler(shared.clone(), |shared, req| async move {
+            handle(&shared, req).await
         });
         let running = Running::start(config.addr, shared.cancel.clone(), handler, "anthropic")?;
         Ok(Self { running, shared })
