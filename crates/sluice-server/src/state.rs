@@ -123,6 +123,15 @@ impl Directory {
     }
 }
 
+/// Refuse a non-loopback `listen` without `client_keys`: anyone who could reach it could
+/// spend the accounts. Checked before anything is bound or opened.
+pub fn refuse_exposure(config: &Config) -> Result<(), StartError> {
+    if !config.is_loopback_listen() && config.client_keys.is_empty() {
+        return Err(StartError::ExposedWithoutKeys(config.listen));
+    }
+    Ok(())
+}
+
 /// Why a configuration could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -176,9 +185,7 @@ impl AppState {
         config: Config,
         store: Option<Arc<dyn sluice_store::Store>>,
     ) -> Result<AppState, StartError> {
-        if !config.is_loopback_listen() && config.client_keys.is_empty() {
-            return Err(StartError::ExposedWithoutKeys(config.listen));
-        }
+        refuse_exposure(&config)?;
         let client = upstream::build_client(&config.upstream)?;
         let pool_config = pool_config(&config);
         let mut pools = HashMap::new();

@@ -93,6 +93,8 @@ fn serve_refuses_a_public_address_without_client_keys() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("client_keys"));
+    // Refused before anything was opened: no store, no lock file.
+    assert!(!dir.path().join("data").exists());
 }
 
 struct Running(Child);

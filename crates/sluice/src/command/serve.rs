@@ -35,6 +35,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    // Before binding the address or opening the store: neither should happen for a
+    // configuration that will be refused anyway.
+    sluice_server::state::refuse_exposure(&config)?;
     let mut screen = crate::screen::Screen::init(&config.log.level, args.no_tui);
     let runtime = super::runtime()?;
     runtime.block_on(async move {
