@@ -15,6 +15,62 @@ use sluice_fake::{FakeAnthropic, FakeConfig};
 use sluice_server::AppState;
 use tokio::sync::oneshot;
 
+/// A sluice serving on an ephemeral loopback port until `stop` is sent.
+pub struct Serving {
+    pub url: String,
+    pub stop: oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Bind `listen` and serve `state` there, draining for at most `drain` once stopped.
+pub async fn serve(state: &AppState, listen: std::net::SocketAddr, drain: Duration) -> Serving {
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(sluice_server::serve_with_drain(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
+    Serving { url, stop, task }
+}
+
+/// The tests' HTTP client, keeping up to `max_idle` connections to sluice open.
+pub fn http_client(max_idle: usize) -> reqwest::ClientBuilder {
+    sluice_server::upstream::install_crypto_provider();
+    reqwest::Client::builder().pool_max_idle_per_host(max_idle)
+}
+
+/// A Messages request as Claude Code sends it (its own dummy credential included).
+pub fn messages_request(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/v1/messages?beta=true"))
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "claude-code-20250219")
+        .header("x-api-key", "sk-ant-client-own-key")
+        .body(body.to_string())
+}
+
+/// `GET /status`, as JSON.
+pub async fn status_of(client: &reqwest::Client, base: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// An account of the test pool: its name and how it authenticates.
 #[derive(Clone)]
 pub struct TestAccount {
@@ -89,8 +145,7 @@ impl Harness {
                 .push(account_config(account, &fake.base_url()));
         }
         tune(&mut config);
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listen = config.listen;
         let state = match data_dir {
             Some(dir) => {
                 config.data_dir = dir.to_owned();
@@ -99,20 +154,8 @@ impl Harness {
             }
             None => AppState::new(config).expect("state builds"),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice_server::serve_with_drain(
-            listener,
-            state.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(2),
-        ));
-        sluice_server::upstream::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(16)
-            .build()
-            .unwrap();
+        let Serving { url, stop, task } = serve(&state, listen, Duration::from_secs(2)).await;
+        let client = http_client(16).build().unwrap();
         Harness {
             fake,
             url,
@@ -129,24 +172,11 @@ impl Harness {
 
     /// POST a Messages request as Claude Code would (its own dummy credential included).
     pub fn messages(&self, body: &serde_json::Value) -> reqwest::RequestBuilder {
-        self.client
-            .post(self.url("/v1/messages?beta=true"))
-            .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "claude-code-20250219")
-            .header("x-api-key", "sk-ant-client-own-key")
-            .body(body.to_string())
+        messages_request(&self.client, &self.url, body)
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        self.client
-            .get(self.url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        status_of(&self.client, &self.url).await
     }
 
     /// One account's entry in `/status`.

@@ -15,6 +15,8 @@ use sluice_store::{SqliteStore, Store};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::{Serving, http_client, serve, status_of};
+
 /// Every fake upstream.
 pub struct Upstreams {
     pub anthropic: FakeAnthropic,
@@ -86,22 +88,11 @@ impl Pools {
         config.accounts = accounts(&up);
         tune(&mut config);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.path()).expect("store"));
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listen = config.listen;
         let state = AppState::with_store(config, store.clone()).expect("state builds");
         let tasks = sluice_server::accounts::spawn_tasks(&state, CancellationToken::new());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice_server::serve_with_drain(
-            listener,
-            state.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(5),
-        ));
-        sluice_server::upstream::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(16)
+        let Serving { url, stop, task } = serve(&state, listen, Duration::from_secs(5)).await;
+        let client = http_client(16)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -123,14 +114,7 @@ impl Pools {
     }
 
     pub async fn status(&self) -> Value {
-        self.client
-            .get(self.url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        status_of(&self.client, &self.url).await
     }
 
     /// One account's entry in `/status`.

@@ -12,6 +12,8 @@ use sluice_server::AppState;
 use sluice_server::accounts::Tasks;
 use sluice_store::{SqliteStore, Store};
 use tokio::sync::oneshot;
+
+use super::{Serving, http_client, messages_request, serve, status_of};
 use tokio_util::sync::CancellationToken;
 
 pub struct Upkeep {
@@ -150,26 +152,13 @@ impl Upkeep {
         store: Arc<dyn Store>,
         config: Config,
     ) -> Upkeep {
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listen = config.listen;
         let state = AppState::with_store(config, store.clone()).expect("state builds");
         let cancel = CancellationToken::new();
         let tasks = sluice_server::accounts::spawn_tasks(&state, cancel.clone());
         let observe = sluice_server::observe::spawn_tasks(&state, cancel.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice_server::serve_with_drain(
-            listener,
-            state.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(5),
-        ));
-        sluice_server::upstream::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap();
+        let Serving { url, stop, task } = serve(&state, listen, Duration::from_secs(5)).await;
+        let client = http_client(64).build().unwrap();
         Upkeep {
             fake,
             url,
@@ -191,24 +180,11 @@ impl Upkeep {
 
     /// POST a Messages request as Claude Code would.
     pub fn messages(&self, body: &serde_json::Value) -> reqwest::RequestBuilder {
-        self.client
-            .post(self.url("/v1/messages?beta=true"))
-            .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "claude-code-20250219")
-            .header("x-api-key", "sk-ant-client-own-key")
-            .body(body.to_string())
+        messages_request(&self.client, &self.url, body)
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        self.client
-            .get(self.url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        status_of(&self.client, &self.url).await
     }
 
     pub async fn account_status(&self, name: &str) -> Option<serde_json::Value> {
