@@ -34,8 +34,8 @@ use sluice_scheduler::{
 };
 
 use super::openai::{
-    ErrorFields, insert_bearer, keepalive_comment, observe_openai_body, observe_responses_event,
-    openai_status,
+    classify_openai_failure, insert_bearer, keepalive_comment, observe_openai_body,
+    observe_responses_event, openai_status,
 };
 use super::signals::{epoch, percent_fraction};
 use super::{
@@ -211,32 +211,17 @@ impl Provider for Codex {
         body: &[u8],
         now: Timestamp,
     ) -> Option<Outcome> {
-        let retry_after = retry_after_header(headers, now);
-        match status.as_u16() {
-            429 => Some(Outcome::RateLimited {
+        // A usage limit says when it resets in its body; everything else reads as it does
+        // from the OpenAI API.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Some(Outcome::RateLimited {
                 status: 429,
                 retry_after: usage_limit_reset(body, now)
                     .map(|at| sluice_scheduler::headers::clamp_retry_after(now.until(at)))
-                    .or(retry_after),
-            }),
-            401 | 403 => Some(Outcome::AuthRejected {
-                status: status.as_u16(),
-            }),
-            503 | 529 => Some(Outcome::Overloaded { retry_after }),
-            500..=599 => {
-                let error = ErrorFields::parse(body);
-                Some(
-                    if error.is("server_is_overloaded") || error.is("slow_down") {
-                        Outcome::Overloaded { retry_after }
-                    } else {
-                        Outcome::ServerError {
-                            status: status.as_u16(),
-                        }
-                    },
-                )
-            }
-            _ => None,
+                    .or_else(|| retry_after_header(headers, now)),
+            });
         }
+        classify_openai_failure(status, headers, body, now)
     }
 
     fn observe_event(&self, event: &str, data: &[u8], report: &mut StreamReport) {
