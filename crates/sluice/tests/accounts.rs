@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_fake::{OAuthUser, Reply};
@@ -117,69 +115,14 @@ fn the_database_is_private_and_secrets_never_reach_argv() {
 }
 
 /// Drive `sluice login`, answering the login page like a browser would, and wait for it.
-fn login(setup: &Setup, fake: &Fake, args: &[&str], browser: bool) -> (bool, String, String) {
-    let mut command = sluice();
-    command
-        .arg("login")
-        .args(args)
-        .arg("--config")
-        .arg(&setup.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if browser {
-        // A "browser" that does nothing: the test plays the browser itself.
-        command.env("BROWSER", "true");
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no URL: {seen}");
-        seen.push_str(&line);
-        if let Some(at) = line.find("http") {
-            break line[at..].trim().to_owned();
-        }
-    };
-    assert!(url.contains("code_challenge_method=S256"), "{url}");
-    fake.block_on(async {
-        if browser {
-            // The fake approves at once and redirects to sluice's localhost listener.
-            let page = client().get(&url).send().await.unwrap();
-            assert_eq!(page.status(), 200);
-        } else {
-            let code = client()
-                .get(&url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
-        }
-    });
-    drop(stdin);
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    stderr.read_to_string(&mut seen).unwrap();
-    let status = child.wait().unwrap();
-    (status.success(), stdout, seen)
-}
-
 #[test]
 fn login_with_a_pasted_code_stores_the_account_and_a_second_login_renews_it() {
     let fake = Fake::start();
     fake.fake.add_oauth_user(OAuthUser::max("max@example.com"));
     let setup = Setup::new(&fake.fake, "");
-    let (ok, stdout, stderr) = login(&setup, &fake, &["--no-browser"], false);
+    let LoginRun {
+        ok, stdout, stderr, ..
+    } = login(&setup, &fake, &["--no-browser"], false);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("added account \"max@example.com\""),
@@ -191,7 +134,9 @@ fn login_with_a_pasted_code_stores_the_account_and_a_second_login_renews_it() {
     let refresh = first.oauth().unwrap().refresh_token.clone().unwrap();
     assert!(fake.fake.is_refresh_token_live(refresh.expose()));
 
-    let (ok, stdout, stderr) = login(&setup, &fake, &["--no-browser"], false);
+    let LoginRun {
+        ok, stdout, stderr, ..
+    } = login(&setup, &fake, &["--no-browser"], false);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("has new tokens"), "{stdout}");
     let accounts = setup.store().accounts().unwrap();
@@ -210,7 +155,9 @@ fn login_through_the_browser_redirect_with_a_chosen_name() {
     let fake = Fake::start();
     fake.fake.add_oauth_user(OAuthUser::pro("pro@example.com"));
     let setup = Setup::new(&fake.fake, "");
-    let (ok, stdout, stderr) = login(&setup, &fake, &["--name", "pro-one"], true);
+    let LoginRun {
+        ok, stdout, stderr, ..
+    } = login(&setup, &fake, &["--name", "pro-one"], true);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("added account \"pro-one\""), "{stdout}");
     let listed = setup.list_json();

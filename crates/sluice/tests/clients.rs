@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -386,49 +385,6 @@ fn import_gemini_stores_the_google_login_with_its_code_assist_project() {
     assert_eq!(setup.store().accounts().unwrap().len(), 1);
 }
 
-/// Drive `sluice login --provider PROVIDER`, playing the browser: the fake's login page
-/// approves at once and redirects to sluice's localhost listener. Returns success, stdout,
-/// stderr and the login URL.
-fn login(setup: &Setup, fake: &Fake, provider: &str) -> (bool, String, String, String) {
-    let mut child = sluice()
-        .args(["login", "--provider", provider, "--config"])
-        .arg(&setup.config)
-        // A "browser" that does nothing: the test plays the browser itself.
-        .env("BROWSER", "true")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no URL: {seen}");
-        seen.push_str(&line);
-        if let Some(at) = line.find("http") {
-            break line[at..].trim().to_owned();
-        }
-    };
-    assert!(url.contains("code_challenge_method=S256"), "{url}");
-    fake.block_on(async {
-        let page = client().get(&url).send().await.unwrap();
-        assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
-    });
-    drop(stdin);
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    stderr.read_to_string(&mut seen).unwrap();
-    let ok = child.wait().unwrap().success();
-    (ok, stdout, seen, url)
-}
-
 #[test]
 fn login_codex_completes_through_the_localhost_callback() {
     let fake = Fake::start();
@@ -448,7 +404,12 @@ fn login_codex_completes_through_the_localhost_callback() {
         &others,
         &format!("http://localhost:{port}/auth/callback"),
     );
-    let (ok, stdout, seen, url) = login(&setup, &fake, "codex");
+    let LoginRun {
+        ok,
+        stdout,
+        stderr: seen,
+        url,
+    } = login(&setup, &fake, &["--provider", "codex"], true);
     assert!(ok, "{seen}");
     assert!(
         url.contains(&format!("localhost%3A{port}%2Fauth%2Fcallback")),
@@ -485,7 +446,12 @@ fn login_gemini_stores_the_google_account_with_its_project() {
     others.gemini.set_login_account("ya29.login-seed");
     let setup = Setup::new(&fake.fake, "");
     add_endpoints(&setup, &others, "http://localhost:1455/auth/callback");
-    let (ok, stdout, seen, url) = login(&setup, &fake, "gemini");
+    let LoginRun {
+        ok,
+        stdout,
+        stderr: seen,
+        url,
+    } = login(&setup, &fake, &["--provider", "gemini"], true);
     assert!(ok, "{seen}");
     assert!(url.contains("127.0.0.1%3A"), "a loopback listener: {url}");
     assert!(

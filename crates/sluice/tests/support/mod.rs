@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -230,4 +230,71 @@ pub fn account<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serd
         .unwrap()
         .iter()
         .find(|a| a["name"] == name)
+}
+
+/// What `sluice login` did: whether it succeeded, its stdout and stderr, and the login URL it
+/// printed.
+pub struct LoginRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub url: String,
+}
+
+/// Drive `sluice login ARGS`, playing the user. With `browser`, a "browser" that does nothing
+/// is configured and the test opens the login URL itself: the fake approves at once and
+/// redirects to sluice's localhost listener. Without, the test reads the code the fake's page
+/// shows and pastes it at the prompt.
+pub fn login(setup: &Setup, fake: &Fake, args: &[&str], browser: bool) -> LoginRun {
+    let mut command = sluice();
+    command
+        .arg("login")
+        .args(args)
+        .arg("--config")
+        .arg(&setup.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if browser {
+        command.env("BROWSER", "true");
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no URL: {seen}");
+        seen.push_str(&line);
+        if let Some(at) = line.find("http") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    fake.block_on(async {
+        let page = client().get(&url).send().await.unwrap();
+        let status = page.status();
+        let text = page.text().await.unwrap();
+        if browser {
+            assert_eq!(status, 200, "{text}");
+        } else {
+            stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+        }
+    });
+    drop(stdin);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    stderr.read_to_string(&mut seen).unwrap();
+    let ok = child.wait().unwrap().success();
+    LoginRun {
+        ok,
+        stdout,
+        stderr: seen,
+        url,
+    }
 }
