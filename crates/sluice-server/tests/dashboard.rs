@@ -113,15 +113,7 @@ async fn the_page_is_self_contained_and_cannot_be_framed() {
 async fn every_documented_route_answers_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
     let h = start(dir.path()).await;
-    let document: serde_json::Value = h
-        .client
-        .get(h.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: serde_json::Value = h.get_json("/api/openapi.json").await;
     let paths = document["paths"].as_object().unwrap();
     let mut checked = 0;
     for (path, item) in paths {
@@ -212,15 +204,7 @@ async fn reads_and_changes_are_guarded() {
         .unwrap();
     assert_eq!(form.status(), 401);
     assert_eq!(state_of(&h, "cli").await.as_deref(), Some("available"));
-    let overview: serde_json::Value = h
-        .client
-        .get(h.url("/api/overview"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overview: serde_json::Value = h.get_json("/api/overview").await;
     assert_eq!(overview["status"]["accounts"].as_array().unwrap().len(), 2);
     assert!(overview["request_log"]["enabled"].as_bool().unwrap());
     let text = overview.to_string();

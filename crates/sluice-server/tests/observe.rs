@@ -133,15 +133,7 @@ async fn every_request_reaches_the_request_log_without_secrets() {
     }
 
     // The usage report reads it back, priced.
-    let usage: serde_json::Value = h
-        .client
-        .get(h.url("/api/usage?since=1h&by=account"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: serde_json::Value = h.get_json("/api/usage?since=1h&by=account").await;
     let beta = usage["rows"]
         .as_array()
         .unwrap()
@@ -154,15 +146,7 @@ async fn every_request_reaches_the_request_log_without_secrets() {
     assert!((cost - 0.001_106_25).abs() < 1e-9, "{cost}");
     assert_eq!(usage["total"]["requests"], 2);
 
-    let series: serde_json::Value = h
-        .client
-        .get(h.url("/api/series?range=hour"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let series: serde_json::Value = h.get_json("/api/series?range=hour").await;
     assert_eq!(series["buckets"].as_array().unwrap().len(), 60);
     let accounts = series["accounts"].as_array().unwrap();
     let requests: u64 = accounts

@@ -50,15 +50,7 @@ fn put_scheduler(h: &Harness, body: &str) -> reqwest::RequestBuilder {
 #[tokio::test]
 async fn the_strategy_and_preferred_account_switch_at_runtime() {
     let h = Harness::start(&[api("a", "sk-a"), api("b", "sk-b"), api("c", "sk-c")]).await;
-    let view: serde_json::Value = h
-        .client
-        .get(h.url("/api/scheduler"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = h.get_json("/api/scheduler").await;
     assert_eq!(view["strategy"], "adaptive");
     assert_eq!(view["preferred_account"], serde_json::Value::Null);
     assert_eq!(view["strategies"].as_array().unwrap().len(), 8);

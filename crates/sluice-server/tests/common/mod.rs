@@ -59,16 +59,14 @@ pub fn messages_request(
         .body(body.to_string())
 }
 
+/// `GET url`, answered with JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// `GET /status`, as JSON.
 pub async fn status_of(client: &reqwest::Client, base: &str) -> serde_json::Value {
-    client
-        .get(format!("{base}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, &format!("{base}/status")).await
 }
 
 /// An account of the test pool: its name and how it authenticates.
@@ -168,6 +166,11 @@ impl Harness {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
+    }
+
+    /// `GET path`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        get_json(&self.client, &self.url(path)).await
     }
 
     /// POST a Messages request as Claude Code would (its own dummy credential included).

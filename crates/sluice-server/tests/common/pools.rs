@@ -15,7 +15,7 @@ use sluice_store::{SqliteStore, Store};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Serving, http_client, serve, status_of};
+use super::{Serving, get_json, http_client, serve, status_of};
 
 /// Every fake upstream.
 pub struct Upstreams {
@@ -111,6 +111,11 @@ impl Pools {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
+    }
+
+    /// `GET path`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        get_json(&self.client, &self.url(path)).await
     }
 
     pub async fn status(&self) -> Value {

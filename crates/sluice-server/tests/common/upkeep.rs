@@ -13,7 +13,7 @@ use sluice_server::accounts::Tasks;
 use sluice_store::{SqliteStore, Store};
 use tokio::sync::oneshot;
 
-use super::{Serving, http_client, messages_request, serve, status_of};
+use super::{Serving, get_json, http_client, messages_request, serve, status_of};
 use tokio_util::sync::CancellationToken;
 
 pub struct Upkeep {
@@ -176,6 +176,11 @@ impl Upkeep {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
+    }
+
+    /// `GET path`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        get_json(&self.client, &self.url(path)).await
     }
 
     /// POST a Messages request as Claude Code would.
